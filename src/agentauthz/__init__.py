@@ -1,0 +1,1 @@
+"""agentauthz: embeddable authorization for AI-native products."""
