@@ -1,0 +1,258 @@
+"""The relationship store: tuples and entity attributes, in memory, indexed both ways.
+
+Layout (all keys are plain strings, so a check never builds a tuple):
+
+``forward``   ``"document:42#owner"`` -> the direct subjects (``"user:alice"``, ``"user:*"``)
+``usersets``  ``"folder:7#viewer"``   -> ``[("team:eng", "team", "member"), ...]``
+``reverse``   ``"user:alice"``        -> ``{"document#owner": objects, ...}``
+              (usersets are reverse-indexed under their full text, ``"team:eng#member"``)
+
+A value that holds one subject or object is the bare string; it becomes a
+set when a second one arrives. Most relations have one subject (a document's
+parent, its owner), so this halves the memory of a large store.
+
+The store knows nothing of the schema: callers validate relationships
+against the policy before writing (the :class:`~agentauthz.engine.Evaluator`
+does). Every write bumps :attr:`version`, which decision caches key on.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeAlias
+
+from agentauthz.model import Relationship
+
+__all__ = ["MemoryStore", "RelationTuple", "StoreListener"]
+
+RelationTuple: TypeAlias = tuple[str, str, str]
+"""``(resource, relation, subject)`` as validated strings."""
+
+StoreListener: TypeAlias = Callable[[int], None]
+"""Called with the new version after every write."""
+
+_intern = sys.intern
+
+
+def _add(index: dict[str, Any], key: str, value: str) -> bool:
+    cur = index.get(key)
+    if cur is None:
+        index[key] = value
+        return True
+    if cur.__class__ is str:
+        if cur == value:
+            return False
+        index[key] = {cur, value}
+        return True
+    if value in cur:
+        return False
+    cur.add(value)
+    return True
+
+
+def _discard(index: dict[str, Any], key: str, value: str) -> bool:
+    cur = index.get(key)
+    if cur is None:
+        return False
+    if cur.__class__ is str:
+        if cur != value:
+            return False
+        del index[key]
+        return True
+    if value not in cur:
+        return False
+    cur.discard(value)
+    if len(cur) == 1:
+        index[key] = next(iter(cur))
+    elif not cur:  # pragma: no cover - sets never drop below one entry here
+        del index[key]
+    return True
+
+
+def members(value: str | set[str] | None) -> Iterable[str]:
+    """Iterate a bare-string-or-set index value."""
+    if value is None:
+        return ()
+    if value.__class__ is str:
+        return (value,)  # type: ignore[return-value]
+    return value
+
+
+class MemoryStore:
+    """Relationships and attributes in memory. Thread-safe for concurrent reads and writes."""
+
+    def __init__(self) -> None:
+        self.forward: dict[str, Any] = {}
+        self.usersets: dict[str, list[tuple[str, str, str]]] = {}
+        self.reverse: dict[str, dict[str, Any]] = {}
+        self.by_type: dict[str, set[str]] = {}
+        self.attributes: dict[str, dict[str, Any]] = {}
+        self._count = 0
+        self._version = 0
+        self._lock = threading.RLock()
+        self._listeners: list[StoreListener] = []
+
+    # ------------------------------------------------------------------ reads
+    @property
+    def version(self) -> int:
+        """Changes on every write; equal versions mean equal contents."""
+        return self._version
+
+    def __len__(self) -> int:
+        return self._count
+
+    def has(self, rel: RelationTuple) -> bool:
+        resource, relation, subject = rel
+        key = f"{resource}#{relation}"
+        if "#" in subject:
+            obj, _, srel = subject.rpartition("#")
+            return any(u[0] == obj and u[2] == srel for u in self.usersets.get(key, ()))
+        return subject in members(self.forward.get(key))
+
+    def relationships(self, *, resource: str | None = None, relation: str | None = None,
+                      subject: str | None = None) -> Iterator[Relationship]:
+        """Every stored relationship matching the given fields (``None`` matches any)."""
+        with self._lock:
+            items = list(self._iter_tuples())
+        for r, rel, s in items:
+            if ((resource is None or r == resource) and (relation is None or rel == relation)
+                    and (subject is None or s == subject)):
+                yield Relationship(r, rel, s)
+
+    def _iter_tuples(self) -> Iterator[RelationTuple]:
+        for key, value in self.forward.items():
+            resource, _, relation = key.rpartition("#")
+            for s in members(value):
+                yield resource, relation, s
+        for key, sets in self.usersets.items():
+            resource, _, relation = key.rpartition("#")
+            for obj, _t, srel in sets:
+                yield resource, relation, f"{obj}#{srel}"
+
+    def get_attributes(self, entity: str) -> dict[str, Any]:
+        """A copy of the stored attributes of ``entity`` (empty if none)."""
+        view = self.attributes.get(entity)
+        if view is None:
+            return {}
+        return {k: v for k, v in view.items() if k not in ("id", "type")}
+
+    def entities(self, type_: str) -> frozenset[str]:
+        """Every entity of ``type_`` the store has seen (as resource, subject, or with attributes)."""
+        return frozenset(self.by_type.get(type_, ()))
+
+    # ----------------------------------------------------------------- writes
+    def subscribe(self, listener: StoreListener) -> Callable[[], None]:
+        """Call ``listener(version)`` after each write; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def write(self, add: Iterable[RelationTuple] = (), remove: Iterable[RelationTuple] = ()) -> int:
+        """Apply validated tuples in one batch; returns the number of changes."""
+        changed = 0
+        with self._lock:
+            for rel in remove:
+                changed += self._remove(rel)
+            for rel in add:
+                changed += self._add(rel)
+            if changed:
+                self._bump()
+        return changed
+
+    def set_attributes(self, entity: str, attributes: Mapping[str, Any] | None) -> None:
+        """Replace the attributes of ``entity`` (``None`` or empty removes them)."""
+        with self._lock:
+            self._set_attributes(entity, attributes)
+            self._bump()
+
+    def set_many_attributes(self, items: Iterable[tuple[str, Mapping[str, Any] | None]]) -> None:
+        with self._lock:
+            for entity, attributes in items:
+                self._set_attributes(entity, attributes)
+            self._bump()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.forward.clear()
+            self.usersets.clear()
+            self.reverse.clear()
+            self.by_type.clear()
+            self.attributes.clear()
+            self._count = 0
+            self._bump()
+
+    def _set_attributes(self, entity: str, attributes: Mapping[str, Any] | None) -> None:
+        type_, _, id_ = entity.partition(":")
+        if attributes:
+            view = {"id": id_, "type": type_}
+            view.update({k: v for k, v in attributes.items() if k not in ("id", "type")})
+            self.attributes[_intern(entity)] = view
+            self._known(type_, entity)
+        else:
+            self.attributes.pop(entity, None)
+
+    def _bump(self) -> None:
+        self._version += 1
+        for listener in tuple(self._listeners):
+            listener(self._version)
+
+    def _known(self, type_: str, key: str) -> None:
+        known = self.by_type.get(type_)
+        if known is None:
+            known = self.by_type[type_] = set()
+        known.add(key)
+
+    def _add(self, rel: RelationTuple) -> int:
+        resource, relation, subject = rel
+        resource = _intern(resource)
+        rtype = resource[: resource.index(":")]
+        key = f"{resource}#{relation}"
+        tr = f"{rtype}#{relation}"
+        if "#" in subject:
+            obj, _, srel = subject.rpartition("#")
+            entries = self.usersets.get(key)
+            if entries is None:
+                entries = self.usersets[key] = []
+            if any(e[0] == obj and e[2] == srel for e in entries):
+                return 0
+            stype = obj[: obj.index(":")]
+            entries.append((_intern(obj), _intern(stype), _intern(srel)))
+            self._known(stype, obj)
+        else:
+            subject = _intern(subject)
+            if not _add(self.forward, key, subject):
+                return 0
+            stype, _, sid = subject.partition(":")
+            if sid != "*":
+                self._known(stype, subject)
+        rev = self.reverse.get(subject)
+        if rev is None:
+            rev = self.reverse[_intern(subject)] = {}
+        _add(rev, _intern(tr), resource)
+        self._known(rtype, resource)
+        self._count += 1
+        return 1
+
+    def _remove(self, rel: RelationTuple) -> int:
+        resource, relation, subject = rel
+        key = f"{resource}#{relation}"
+        if "#" in subject:
+            obj, _, srel = subject.rpartition("#")
+            entries = self.usersets.get(key, [])
+            kept = [e for e in entries if not (e[0] == obj and e[2] == srel)]
+            if len(kept) == len(entries):
+                return 0
+            if kept:
+                self.usersets[key] = kept
+            else:
+                del self.usersets[key]
+        elif not _discard(self.forward, key, subject):
+            return 0
+        rev = self.reverse.get(subject)
+        if rev is not None:
+            _discard(rev, f"{resource[: resource.index(':')]}#{relation}", resource)
+            if not rev:
+                del self.reverse[subject]
+        self._count -= 1
+        return 1

@@ -1,0 +1,91 @@
+"""The policy file's shape, as pydantic models.
+
+These models describe what a policy file may contain; they are validated
+once, at load. Evaluation never touches them: the engine compiles them into
+closures first.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["AttributeType", "PolicyDefinition", "RuleDefinition", "TypeDefinition"]
+
+AttributeType = Literal[
+    "string", "int", "double", "bool", "list", "map", "timestamp", "duration", "any"
+]
+
+
+def _as_list(value: object) -> object:
+    """Accept ``"a | b"`` or ``"a"`` where a list of names is expected."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split("|")] if "|" in value else [value]
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class TypeDefinition(_Strict):
+    """One entity type: its relations, permissions, declared attributes and field rules."""
+
+    description: str | None = None
+    relations: dict[str, list[str]] = Field(default_factory=dict)
+    permissions: dict[str, str] = Field(default_factory=dict)
+    attributes: dict[str, AttributeType] = Field(default_factory=dict)
+    fields: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("relations", mode="before")
+    @classmethod
+    def _relation_lists(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: _as_list(v) for k, v in value.items()}
+        return value
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _field_rules(cls, value: object) -> object:
+        if isinstance(value, list):
+            return {name: {} for name in value}
+        if isinstance(value, dict):
+            return {k: ({} if v is None else v) for k, v in value.items()}
+        return value
+
+
+class RuleDefinition(_Strict):
+    """A permit or forbid rule: who, what, on which type, under which condition."""
+
+    id: str
+    effect: Literal["permit", "forbid"]
+    action: list[str] = Field(default_factory=lambda: ["*"])
+    resource: list[str] = Field(default_factory=lambda: ["*"])
+    principal: list[str] = Field(default_factory=lambda: ["*"])
+    when: str | None = None
+    description: str | None = None
+
+    @field_validator("action", "resource", "principal", mode="before")
+    @classmethod
+    def _selector_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [value]
+        return value
+
+
+class PolicyDefinition(_Strict):
+    """A whole policy: types, rules, and the declared shape of the request context."""
+
+    version: Literal[1] = 1
+    description: str | None = None
+    types: dict[str, TypeDefinition]
+    rules: list[RuleDefinition] = Field(default_factory=list)
+    context: dict[str, AttributeType] = Field(default_factory=dict)
+
+    @field_validator("types", mode="before")
+    @classmethod
+    def _empty_types(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: ({} if v is None else v) for k, v in value.items()}
+        return value
