@@ -217,6 +217,7 @@ class Reason:
 
 _ID_PREFIX: Final = os.urandom(6).hex()
 _next_seq = itertools.count(1).__next__
+_now = time.time
 
 
 class Decision:
@@ -241,8 +242,8 @@ class Decision:
         self._outcome = outcome
         self._reasons = reasons
         self._version = policy_version
-        self._seq = _next_seq()
-        self._at = time.time()
+        self._seq = 0
+        self._at = _now()
 
     @property
     def allowed(self) -> bool:
@@ -265,6 +266,9 @@ class Decision:
 
     @property
     def decision_id(self) -> str:
+        # numbered on first read, so that deciding pays nothing for ids nobody reads
+        if not self._seq:
+            self._seq = _next_seq()
         return f"{_ID_PREFIX}-{self._seq:010x}"
 
     @property

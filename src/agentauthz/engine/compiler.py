@@ -190,11 +190,13 @@ class _Compiler:
 
     def _relation(self, tname: str, rname: str) -> CheckFn:
         rinfo = self.policy.types[tname].relations[rname]
-        suffix = "#" + rname
         fwd_get = self.store.forward.get
         if not rinfo.usersets:
             def direct(obj: str, subj: str, wild: str, state: _State | None) -> bool:
-                s = fwd_get(obj + suffix)
+                rels = fwd_get(obj)
+                if rels is None:
+                    return False
+                s = rels.get(rname)
                 if s is None:
                     return False
                 if s.__class__ is str:
@@ -202,26 +204,33 @@ class _Compiler:
                 return subj in s or wild in s
 
             return direct
-        dispatch: dict[tuple[str, str], CheckFn] = {}
+        dispatch: dict[str, CheckFn] = {}
         for st in rinfo.usersets:
             assert st.relation is not None
-            dispatch[(st.type, st.relation)] = self.hop((tname, rname), (st.type, st.relation))
+            dispatch[f"{st.type}#{st.relation}"] = self.hop((tname, rname),
+                                                            (st.type, st.relation))
         us_get = self.store.usersets.get
         dispatch_get = dispatch.get
+        only_usersets = not (rinfo.direct_types or rinfo.wildcard_types)
 
         def with_usersets(obj: str, subj: str, wild: str, state: _State | None) -> bool:
-            key = obj + suffix
-            s = fwd_get(key)
-            if s is not None:
-                if s.__class__ is str:
-                    if s == subj or s == wild:
-                        return True
-                elif subj in s or wild in s:
-                    return True
-            entries = us_get(key)
+            if not only_usersets:
+                rels = fwd_get(obj)
+                if rels is not None:
+                    s = rels.get(rname)
+                    if s is not None:
+                        if s.__class__ is str:
+                            if s == subj or s == wild:
+                                return True
+                        elif subj in s or wild in s:
+                            return True
+            by_relation = us_get(obj)
+            if by_relation is None:
+                return False
+            entries = by_relation.get(rname)
             if entries:
-                for uobj, utype, urel in entries:
-                    f = dispatch_get((utype, urel))
+                for uobj, kind in entries:
+                    f = dispatch_get(kind)
                     if f is not None and f(uobj, subj, wild, state):
                         return True
             return False
@@ -266,13 +275,16 @@ class _Compiler:
         source = (tname, self._owner_name(tname, expr))
         targets = {t: self.hop(source, (t, expr.permission)) for t in sorted(rinfo.direct_types)
                    if self.policy.types[t].has(expr.permission)}
-        suffix = "#" + expr.relation
+        rel_name = expr.relation
         fwd_get = self.store.forward.get
         if len(targets) == 1:
             (target,) = targets.values()
 
             def arrow_one(obj: str, subj: str, wild: str, state: _State | None) -> bool:
-                t = fwd_get(obj + suffix)
+                rels = fwd_get(obj)
+                if rels is None:
+                    return False
+                t = rels.get(rel_name)
                 if t is None:
                     return False
                 if t.__class__ is str:
@@ -283,7 +295,10 @@ class _Compiler:
         by_type = targets.get
 
         def arrow_many(obj: str, subj: str, wild: str, state: _State | None) -> bool:
-            t = fwd_get(obj + suffix)
+            rels = fwd_get(obj)
+            if rels is None:
+                return False
+            t = rels.get(rel_name)
             if t is None:
                 return False
             for x in ((t,) if t.__class__ is str else t):

@@ -18,12 +18,13 @@ Everything the hot path needs is precomputed per (type, action) in
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from agentauthz.engine.compiler import CheckFn, CompiledPolicy, DepthExceeded, compile_policy
+from agentauthz.engine.compiler import CheckFn, DepthExceeded, compile_policy
 from agentauthz.engine.store import MemoryStore, RelationTuple, members
 from agentauthz.errors import InvalidInputError, PolicyError, Problem
 from agentauthz.model import (
@@ -114,6 +115,59 @@ class _Access:
             "default_deny", f"no relation path or permit rule grants {action!r} on {rtype}"),)
 
 
+_BAD_ID: Final = re.compile(r"[\s#]")
+
+
+class _Validator:
+    """Checks a relationship against the schema, fast enough for bulk loads."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.allowed: dict[str, dict[str, tuple[frozenset[str], frozenset[str], frozenset[str]]]] = {
+            tname: {rname: (r.direct_types, r.wildcard_types,
+                            frozenset(f"{u.type}#{u.relation}" for u in r.usersets))
+                    for rname, r in info.relations.items()}
+            for tname, info in policy.types.items()
+        }
+
+    @staticmethod
+    def _entity(key: object, what: str) -> tuple[str, str]:
+        if key.__class__ is not str:
+            raise InvalidInputError(f"{what}: expected 'type:id', got {type(key).__name__}")
+        assert isinstance(key, str)
+        i = key.find(":")
+        if i < 1 or i == len(key) - 1 or len(key) > 1100 or _BAD_ID.search(key, i + 1):
+            raise InvalidInputError(f"{what}: expected 'type:id' (id without '#' or white "
+                                    f"space), got {key[:80]!r}")
+        return key[:i], key[i + 1:]
+
+    def __call__(self, resource: object, relation: object, subject: object) -> None:
+        rtype, rid = self._entity(resource, "relationship resource")
+        if rid == "*":
+            raise InvalidInputError("relationship resource: '*' is not an entity id")
+        by_relation = self.allowed.get(rtype)
+        if by_relation is None:
+            raise InvalidInputError(f"undefined type {rtype!r}")
+        if relation.__class__ is not str or relation not in by_relation:
+            raise InvalidInputError(f"type {rtype!r} has no relation {relation!r}")
+        assert isinstance(relation, str)
+        direct, wildcard, usersets = by_relation[relation]
+        if subject.__class__ is not str:
+            raise InvalidInputError("relationship subject must be a string")
+        assert isinstance(subject, str)
+        body, sep, srel = subject.partition("#")
+        stype, sid = self._entity(body, "relationship subject")
+        if sep:
+            ok = f"{stype}#{srel}" in usersets and sid != "*"
+        elif sid == "*":
+            ok = stype in wildcard
+        else:
+            ok = stype in direct
+        if not ok:
+            allowed = sorted(direct) + [f"{t}:*" for t in sorted(wildcard)] + sorted(usersets)
+            raise InvalidInputError(f"{rtype}.{relation} does not allow subject {subject[:80]!r} "
+                                    f"(allowed: {', '.join(allowed)})")
+
+
 class _Compiled:
     """A policy compiled against a store: swapped in as one object, so readers never see half."""
 
@@ -123,6 +177,8 @@ class _Compiled:
         self.functions = compile_policy(policy, store, max_depth)
         self.access: dict[str, dict[str, _Access]] = {}
         self.fallback: dict[str, _Access] = {}
+        self.wildcards: dict[str, str] = {t: f"{t}:*" for t in policy.types}
+        self.validator = _Validator(policy)
         for rtype, info in policy.types.items():
             actions = set(info.permissions)
             for rule in policy.rules:
@@ -251,38 +307,21 @@ class Evaluator:
     # ------------------------------------------------------------------ writes
     @staticmethod
     def _validate(policy: Policy, resource: str, relation: str, subject: str) -> None:
-        rtype, _ = parse_entity_key(resource, what="relationship resource")
-        info = policy.types.get(rtype)
-        if info is None:
-            raise InvalidInputError(f"undefined type {rtype!r}")
-        rinfo = info.relations.get(relation)
-        if rinfo is None:
-            raise InvalidInputError(f"type {rtype!r} has no relation {relation!r}")
-        stype, sid, srel = Relationship(resource, relation, subject).subject_parts()
-        for allowed in rinfo.subjects:
-            if allowed.type != stype:
-                continue
-            if srel is not None and allowed.relation == srel:
-                return
-            if srel is None and sid == "*" and allowed.wildcard:
-                return
-            if srel is None and sid != "*" and allowed.relation is None and not allowed.wildcard:
-                return
-        raise InvalidInputError(
-            f"{rtype}.{relation} does not allow subject {subject!r} "
-            f"(allowed: {', '.join(str(s) for s in rinfo.subjects)})")
+        _Validator(policy)(resource, relation, subject)
 
     def _tuples(self, items: Iterable[Relationship | str | tuple[str, str, str]]
                 ) -> list[RelationTuple]:
-        policy = self._compiled.policy
+        validate = self._compiled.validator
         out = []
         for item in items:
-            if isinstance(item, tuple) and len(item) == 3 and all(type(x) is str for x in item):
-                resource, relation, subject = item
+            if item.__class__ is tuple and len(item) == 3:  # type: ignore[arg-type]
+                resource, relation, subject = item  # type: ignore[misc]
+            elif isinstance(item, Relationship):
+                resource, relation, subject = item.resource, item.relation, item.subject
             else:
                 rel = Relationship.of(item)
                 resource, relation, subject = rel.resource, rel.relation, rel.subject
-            self._validate(policy, resource, relation, subject)
+            validate(resource, relation, subject)
             out.append((resource, relation, subject))
         return out
 
@@ -331,15 +370,18 @@ class Evaluator:
                 rattrs = resource.attributes
             else:
                 return self._invalid("resource must be an Entity or a 'type:id' string", version)
-            assert isinstance(pkey, str) and isinstance(rkey, str)
-            rtype, sep, rid = rkey.partition(":")
-            ptype, psep, pid = pkey.partition(":")
-            if (not sep or not psep or not rid or not pid or "#" in rkey or "#" in pkey
-                    or rid == "*" or pid == "*" or len(rkey) > 1100 or len(pkey) > 1100):
+            i = rkey.find(":")
+            j = pkey.find(":")
+            # Only what could alias matters here: an id-less key, a wildcard or userset
+            # principal. Anything else malformed simply matches nothing in the store.
+            if i < 1 or j < 1 or "#" in pkey or pkey.endswith(":*") or rkey.endswith(":*"):
                 return self._invalid(f"expected 'type:id' entities, got {pkey[:80]!r} and "
                                      f"{rkey[:80]!r}", version)
+            rtype = rkey[:i]
+            ptype = pkey[:j]
             by_action = compiled.access.get(rtype)
-            if by_action is None or ptype not in compiled.policy.types:
+            wild = compiled.wildcards.get(ptype)
+            if by_action is None or wild is None:
                 unknown = rtype if by_action is None else ptype
                 return Decision(False, _DENY, (Reason(
                     "unknown_type", f"type {unknown[:64]!r} is not declared in the policy"),),
@@ -349,9 +391,9 @@ class Evaluator:
             acc = by_action.get(action)
             if acc is None:
                 acc = compiled.fallback[rtype]
-            if context is not None and not isinstance(context, Mapping):
+            if (context is not None and context.__class__ is not dict
+                    and not isinstance(context, Mapping)):
                 return self._invalid("context must be a mapping", version)
-            wild = ptype + ":*"
             activation: dict[str, Any] | None = None
 
             for fr in acc.forbids:
@@ -360,8 +402,8 @@ class Evaluator:
                 if fr.condition is None:
                     return Decision(False, _DENY, (fr.reason,), version)
                 if activation is None:
-                    activation = self._activation(pkey, ptype, pid, pattrs, rkey, rtype, rid,
-                                                  rattrs, action, context)
+                    activation = self._activation(pkey, ptype, pkey[j + 1:], pattrs, rkey, rtype,
+                                                  rkey[i + 1:], rattrs, action, context)
                 try:
                     result = fr.condition(activation)
                 except CelEvalError as exc:
@@ -398,8 +440,8 @@ class Evaluator:
                 if pr.condition is None:
                     return Decision(True, _ALLOW, (pr.reason,), version)
                 if activation is None:
-                    activation = self._activation(pkey, ptype, pid, pattrs, rkey, rtype, rid,
-                                                  rattrs, action, context)
+                    activation = self._activation(pkey, ptype, pkey[j + 1:], pattrs, rkey, rtype,
+                                                  rkey[i + 1:], rattrs, action, context)
                 try:
                     result = pr.condition(activation)
                 except CelEvalError as exc:

@@ -89,7 +89,7 @@ class _Walker:
 
     def relation(self, obj: str, rname: str) -> Explanation:
         key = f"{obj}#{rname}"
-        direct = list(members(self.store.forward.get(key)))
+        direct = list(members(self.store.forward.get(obj, {}).get(rname)))
         hit = next((s for s in direct if s in (self.pkey, self.wild)), None)
         exp = Explanation(f"relation {key}", hit is not None)
         if hit is not None:
@@ -97,7 +97,8 @@ class _Walker:
             return exp
         shown = ", ".join(sorted(direct)[:5]) + (" ..." if len(direct) > 5 else "")
         exp.detail = f"direct subjects: {shown or 'none'}"
-        for uobj, _utype, urel in self.store.usersets.get(key, ()):
+        for uobj, kind in self.store.usersets.get(obj, {}).get(rname, ()):
+            urel = kind.partition("#")[2]
             child = self.node(uobj, urel)
             child.label = f"userset {uobj}#{urel}: " + child.label
             exp.children.append(child)
@@ -110,7 +111,7 @@ class _Walker:
         if isinstance(expr, Name):
             return self.node(obj, expr.name)
         if isinstance(expr, Arrow):
-            targets = sorted(members(self.store.forward.get(f"{obj}#{expr.relation}")))
+            targets = sorted(members(self.store.forward.get(obj, {}).get(expr.relation)))
             exp = Explanation(f"{expr} from {obj}", False,
                               f"{expr.relation}: {', '.join(targets[:5]) or 'none'}")
             for t in targets:

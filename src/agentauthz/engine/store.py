@@ -2,10 +2,14 @@
 
 Layout (all keys are plain strings, so a check never builds a tuple):
 
-``forward``   ``"document:42#owner"`` -> the direct subjects (``"user:alice"``, ``"user:*"``)
-``usersets``  ``"folder:7#viewer"``   -> ``[("team:eng", "team", "member"), ...]``
-``reverse``   ``"user:alice"``        -> ``{"document#owner": objects, ...}``
+``forward``   ``"document:42"`` -> ``{"owner": direct subjects ("user:alice", "user:*")}``
+``usersets``  ``"folder:7"``    -> ``{"viewer": [("team:eng", "team#member"), ...]}``
+``reverse``   ``"user:alice"``  -> ``{"document#owner": objects, ...}``
               (usersets are reverse-indexed under their full text, ``"team:eng#member"``)
+
+The forward maps are keyed by the entity string itself, whose hash Python
+caches on the string: a check hops from object to object without building
+a single new key.
 
 A value that holds one subject or object is the bare string; it becomes a
 set when a second one arrives. Most relations have one subject (a document's
@@ -76,7 +80,7 @@ def members(value: str | set[str] | None) -> Iterable[str]:
     if value is None:
         return ()
     if value.__class__ is str:
-        return (value,)  # type: ignore[return-value]
+        return (value,)
     return value
 
 
@@ -84,8 +88,8 @@ class MemoryStore:
     """Relationships and attributes in memory. Thread-safe for concurrent reads and writes."""
 
     def __init__(self) -> None:
-        self.forward: dict[str, Any] = {}
-        self.usersets: dict[str, list[tuple[str, str, str]]] = {}
+        self.forward: dict[str, dict[str, Any]] = {}
+        self.usersets: dict[str, dict[str, list[tuple[str, str]]]] = {}
         self.reverse: dict[str, dict[str, Any]] = {}
         self.by_type: dict[str, set[str]] = {}
         self.attributes: dict[str, dict[str, Any]] = {}
@@ -105,11 +109,11 @@ class MemoryStore:
 
     def has(self, rel: RelationTuple) -> bool:
         resource, relation, subject = rel
-        key = f"{resource}#{relation}"
         if "#" in subject:
             obj, _, srel = subject.rpartition("#")
-            return any(u[0] == obj and u[2] == srel for u in self.usersets.get(key, ()))
-        return subject in members(self.forward.get(key))
+            entries = self.usersets.get(resource, {}).get(relation, ())
+            return any(u[0] == obj and u[1].endswith("#" + srel) for u in entries)
+        return subject in members(self.forward.get(resource, {}).get(relation))
 
     def relationships(self, *, resource: str | None = None, relation: str | None = None,
                       subject: str | None = None) -> Iterator[Relationship]:
@@ -122,14 +126,14 @@ class MemoryStore:
                 yield Relationship(r, rel, s)
 
     def _iter_tuples(self) -> Iterator[RelationTuple]:
-        for key, value in self.forward.items():
-            resource, _, relation = key.rpartition("#")
-            for s in members(value):
-                yield resource, relation, s
-        for key, sets in self.usersets.items():
-            resource, _, relation = key.rpartition("#")
-            for obj, _t, srel in sets:
-                yield resource, relation, f"{obj}#{srel}"
+        for resource, by_relation in self.forward.items():
+            for relation, value in by_relation.items():
+                for s in members(value):
+                    yield resource, relation, s
+        for resource, by_relation in self.usersets.items():
+            for relation, entries in by_relation.items():
+                for obj, tr in entries:
+                    yield resource, relation, f"{obj}#{tr.partition('#')[2]}"
 
     def get_attributes(self, entity: str) -> dict[str, Any]:
         """A copy of the stored attributes of ``entity`` (empty if none)."""
@@ -206,22 +210,28 @@ class MemoryStore:
     def _add(self, rel: RelationTuple) -> int:
         resource, relation, subject = rel
         resource = _intern(resource)
+        relation = _intern(relation)
         rtype = resource[: resource.index(":")]
-        key = f"{resource}#{relation}"
-        tr = f"{rtype}#{relation}"
         if "#" in subject:
             obj, _, srel = subject.rpartition("#")
-            entries = self.usersets.get(key)
+            by_relation = self.usersets.get(resource)
+            if by_relation is None:
+                by_relation = self.usersets[resource] = {}
+            entries = by_relation.get(relation)
             if entries is None:
-                entries = self.usersets[key] = []
-            if any(e[0] == obj and e[2] == srel for e in entries):
-                return 0
+                entries = by_relation[relation] = []
             stype = obj[: obj.index(":")]
-            entries.append((_intern(obj), _intern(stype), _intern(srel)))
+            tr = _intern(f"{stype}#{srel}")
+            if any(e[0] == obj and e[1] == tr for e in entries):
+                return 0
+            entries.append((_intern(obj), tr))
             self._known(stype, obj)
         else:
             subject = _intern(subject)
-            if not _add(self.forward, key, subject):
+            by_relation = self.forward.get(resource)
+            if by_relation is None:
+                by_relation = self.forward[resource] = {}
+            if not _add(by_relation, relation, subject):
                 return 0
             stype, _, sid = subject.partition(":")
             if sid != "*":
@@ -229,26 +239,32 @@ class MemoryStore:
         rev = self.reverse.get(subject)
         if rev is None:
             rev = self.reverse[_intern(subject)] = {}
-        _add(rev, _intern(tr), resource)
+        _add(rev, _intern(f"{rtype}#{relation}"), resource)
         self._known(rtype, resource)
         self._count += 1
         return 1
 
     def _remove(self, rel: RelationTuple) -> int:
         resource, relation, subject = rel
-        key = f"{resource}#{relation}"
         if "#" in subject:
             obj, _, srel = subject.rpartition("#")
-            entries = self.usersets.get(key, [])
-            kept = [e for e in entries if not (e[0] == obj and e[2] == srel)]
+            by_relation = self.usersets.get(resource, {})
+            entries = by_relation.get(relation, [])
+            kept = [e for e in entries if not (e[0] == obj and e[1].endswith("#" + srel))]
             if len(kept) == len(entries):
                 return 0
             if kept:
-                self.usersets[key] = kept
+                by_relation[relation] = kept
             else:
-                del self.usersets[key]
-        elif not _discard(self.forward, key, subject):
-            return 0
+                del by_relation[relation]
+                if not by_relation:
+                    del self.usersets[resource]
+        else:
+            by_relation = self.forward.get(resource, {})
+            if not _discard(by_relation, relation, subject):
+                return 0
+            if not by_relation:
+                self.forward.pop(resource, None)
         rev = self.reverse.get(subject)
         if rev is not None:
             _discard(rev, f"{resource[: resource.index(':')]}#{relation}", resource)

@@ -1,0 +1,5 @@
+import sys
+
+from agentauthz.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The demo policy and data shipped with the package (``agentauthz demo``)."""
