@@ -23,13 +23,13 @@ def test_memory_store_indexes_both_ways_and_versions() -> None:
     assert s.version == v0 + 1
     assert s.write(add=[("doc:1", "viewer", "user:a")]) == 0
     assert s.version == v0 + 1  # no change, no new version
-    assert s.forward["doc:1#viewer"] == {"user:a", "user:b"}
+    assert s.forward["doc:1"]["viewer"] == {"user:a", "user:b"}
     assert s.reverse["user:a"]["doc#viewer"] == "doc:1"
     assert s.has(("doc:1", "viewer", "team:t#member"))
     assert len(s) == 3
     assert s.write(remove=[("doc:1", "viewer", "user:b"), ("doc:1", "viewer", "team:t#member")]) == 2
-    assert s.forward["doc:1#viewer"] == "user:a"
-    assert "doc:1#viewer" not in s.usersets
+    assert s.forward["doc:1"]["viewer"] == "user:a"
+    assert "doc:1" not in s.usersets
     assert {str(r) for r in s.relationships()} == {"doc:1#viewer@user:a"}
     seen: list[int] = []
     unsubscribe = s.subscribe(seen.append)

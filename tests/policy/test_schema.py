@@ -46,7 +46,7 @@ def test_all_problems_reported_with_positions(tmp_path: Path) -> None:
     assert "undefined type 'folder'" in text
     by_message = {p.message: p for p in problems}
     ownr = next(p for p in problems if "'ownr'" in p.message)
-    assert (ownr.line, ownr.column) == (11, 24)  # points at `ownr` inside the quoted string
+    assert (ownr.line, ownr.column) == (11, 22)  # points at `ownr` inside the quoted string
     assert ownr.hint == "did you mean 'owner'?"
     assert any("cyclic permission definition" in m for m in by_message)
     assert any("bad permission expression" in m and p.line == 12 for m, p in by_message.items())
@@ -131,7 +131,7 @@ def test_builder_produces_the_same_policy_as_yaml() -> None:
     built = (PolicyBuilder()
              .type("user")
              .type("doc", relations={"owner": "user"}, permissions={"read": "owner"})
-             .forbid("no", action="export", resource="doc", when="context.risk > 3")
+             .forbid("no-export", action="export", resource="doc", when="context.risk > 3")
              .context(risk="int")
              .build())
     parsed = Policy.from_yaml("""
@@ -139,7 +139,7 @@ types:
   user: {}
   doc: {relations: {owner: [user]}, permissions: {read: owner}}
 rules:
-  - {id: no, effect: forbid, action: [export], resource: [doc], principal: ['*'],
+  - {id: no-export, effect: forbid, action: [export], resource: [doc], principal: ['*'],
      when: "context.risk > 3"}
 context: {risk: int}
 """)

@@ -212,6 +212,21 @@ class _Compiler:
         us_get = self.store.usersets.get
         dispatch_get = dispatch.get
         only_usersets = not (rinfo.direct_types or rinfo.wildcard_types)
+        if only_usersets and len(dispatch) == 1:
+            ((only_kind, only_fn),) = dispatch.items()
+
+            def one_userset(obj: str, subj: str, wild: str, state: _State | None) -> bool:
+                by_relation = us_get(obj)
+                if by_relation is None:
+                    return False
+                entries = by_relation.get(rname)
+                if entries:
+                    for uobj, kind in entries:
+                        if kind == only_kind and only_fn(uobj, subj, wild, state):
+                            return True
+                return False
+
+            return one_userset
 
         def with_usersets(obj: str, subj: str, wild: str, state: _State | None) -> bool:
             if not only_usersets:
@@ -249,6 +264,10 @@ class _Compiler:
                 return base(obj, subj, wild, state) and not excluded(obj, subj, wild, state)
 
             return exclusion
+        if isinstance(expr, Union):
+            fused = self._fused_union(tname, expr)
+            if fused is not None:
+                return fused
         parts = tuple(self._expr(tname, item) for item in expr.items)
         if isinstance(expr, Union):
             if len(parts) == 2:
@@ -269,6 +288,60 @@ class _Compiler:
             return all(p(obj, subj, wild, state) for p in parts)
 
         return intersection
+
+    def _fused_union(self, tname: str, expr: Union) -> CheckFn | None:
+        """A union whose direct relations and arrows read the object's relations once.
+
+        ``owner | parent->read`` looks the document up once, checks ``owner`` and
+        follows ``parent`` from the same dict. Union is commutative, so reordering
+        its items changes no answer.
+        """
+        info = self.policy.types[tname]
+        direct: list[str] = []
+        arrows: list[tuple[str, CheckFn]] = []
+        others: list[CheckFn] = []
+        for item in expr.items:
+            if isinstance(item, Name) and item.name in info.relations \
+                    and not info.relations[item.name].usersets:
+                direct.append(item.name)
+                continue
+            if isinstance(item, Arrow):
+                rel = info.relations[item.relation]
+                targets = [t for t in rel.direct_types if self.policy.types[t].has(item.permission)]
+                if len(targets) == 1:
+                    source = (tname, self._owner_name(tname, item))
+                    arrows.append((item.relation, self.hop(source, (targets[0], item.permission))))
+                    continue
+            others.append(self._expr(tname, item))
+        if len(direct) + len(arrows) < 2:
+            return None
+        names, follows, rest = tuple(direct), tuple(arrows), tuple(others)
+        fwd_get = self.store.forward.get
+
+        def union_fused(obj: str, subj: str, wild: str, state: _State | None) -> bool:
+            rels = fwd_get(obj)
+            if rels is not None:
+                for name in names:
+                    s = rels.get(name)
+                    if s is not None:
+                        if s.__class__ is str:
+                            if s == subj or s == wild:
+                                return True
+                        elif subj in s or wild in s:
+                            return True
+                for rel_name, target in follows:
+                    t = rels.get(rel_name)
+                    if t is not None:
+                        if t.__class__ is str:
+                            if target(t, subj, wild, state):
+                                return True
+                        else:
+                            for x in t:
+                                if target(x, subj, wild, state):
+                                    return True
+            return any(f(obj, subj, wild, state) for f in rest)
+
+        return union_fused
 
     def _arrow(self, tname: str, expr: Arrow) -> CheckFn:
         rinfo = self.policy.types[tname].relations[expr.relation]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from agentauthz.engine.compiler import CheckFn, DepthExceeded, compile_policy
-from agentauthz.engine.store import MemoryStore, RelationTuple, members
+from agentauthz.engine.store import MemoryStore, RelationTuple
 from agentauthz.errors import InvalidInputError, PolicyError, Problem
 from agentauthz.model import (
     Decision,
@@ -314,8 +314,8 @@ class Evaluator:
         validate = self._compiled.validator
         out = []
         for item in items:
-            if item.__class__ is tuple and len(item) == 3:  # type: ignore[arg-type]
-                resource, relation, subject = item  # type: ignore[misc]
+            if item.__class__ is tuple and len(item) == 3:
+                resource, relation, subject = item
             elif isinstance(item, Relationship):
                 resource, relation, subject = item.resource, item.relation, item.subject
             else:
@@ -422,13 +422,23 @@ class Evaluator:
                 return Decision(True, _ALLOW, acc.allow_reasons, version)
 
             if acc.groups:
+                # permit rules for members of plain relations (RBAC roles): one reverse
+                # lookup of the principal's memberships instead of a check per rule
                 rev = self.store.reverse
                 for group, granting in acc.groups:
                     for holder in (pkey, wild):
                         idx = rev.get(holder)
                         if idx is None:
                             continue
-                        for obj in members(idx.get(group)):
+                        held = idx.get(group)
+                        if held is None:
+                            continue
+                        if held.__class__ is str:
+                            reason = granting.get(held)
+                            if reason is not None:
+                                return Decision(True, _ALLOW, (reason,), version)
+                            continue
+                        for obj in held:
                             reason = granting.get(obj)
                             if reason is not None:
                                 return Decision(True, _ALLOW, (reason,), version)

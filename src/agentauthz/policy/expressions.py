@@ -15,7 +15,7 @@ Grammar, loosest binding first (all operators associate to the left)::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
 __all__ = [
@@ -47,7 +47,7 @@ class Name:
     """A relation or permission of the same type."""
 
     name: str
-    offset: int = 0
+    offset: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return self.name
@@ -59,7 +59,7 @@ class Arrow:
 
     relation: str
     permission: str
-    offset: int = 0
+    offset: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return f"{self.relation}->{self.permission}"

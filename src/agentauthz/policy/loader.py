@@ -33,6 +33,8 @@ class Positions:
     def __init__(self, file: str | None) -> None:
         self.file = file
         self._at: dict[PathKey, tuple[int, int, bool]] = {}
+        self.rule_index: dict[int, int] | None = None
+        """When only some rules were valid: index among them -> index in the file."""
 
     def record(self, path: PathKey, line: int, column: int, quoted: bool) -> None:
         self._at[path] = (line, column, quoted)
@@ -40,6 +42,9 @@ class Positions:
     def problem(self, path: PathKey, message: str, *, hint: str | None = None,
                 offset: int | None = None) -> Problem:
         """A problem at ``path``; ``offset`` points inside a string value (0-based)."""
+        if (self.rule_index is not None and len(path) > 1 and path[0] == "rules"
+                and isinstance(path[1], int)):
+            path = ("rules", self.rule_index.get(path[1], path[1]), *path[2:])
         line = column = None
         probe = path
         while probe not in self._at and probe:
@@ -59,6 +64,9 @@ def format_path(path: PathKey) -> str:
     return out
 
 
+_PLAIN_TAGS: Final = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+
+
 class _Converter:
     def __init__(self, positions: Positions) -> None:
         self.positions = positions
@@ -74,6 +82,8 @@ class _Converter:
         mark = node.start_mark
         self.positions.record(path, mark.line + 1, mark.column + 1,
                               getattr(node, "style", None) in ("'", '"'))
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
+            raise _TooLarge(f"unsupported YAML tag {node.tag!r}", path)
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:

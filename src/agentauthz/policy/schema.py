@@ -23,9 +23,8 @@ from pydantic import ValidationError
 
 from agentauthz.errors import PolicyError, Problem
 from agentauthz.policy.cel import CelSyntaxError, Condition, compile_condition
-from agentauthz.policy.definition import PolicyDefinition, RuleDefinition
+from agentauthz.policy.definition import PolicyDefinition, RuleDefinition, TypeDefinition
 from agentauthz.policy.expressions import (
-    Arrow,
     ExpressionSyntaxError,
     Name,
     PermissionExpr,
@@ -171,8 +170,11 @@ class Policy:
         try:
             definition = PolicyDefinition.model_validate(src.data)
         except ValidationError as exc:
-            raise PolicyError(_pydantic_problems(exc, positions)) from None
-        return cls(definition, source=positions.file, positions=positions)
+            structural = _pydantic_problems(exc, positions)
+        else:
+            return cls(definition, source=positions.file, positions=positions)
+        # Report every problem at once: check what did parse, then add those findings.
+        raise PolicyError(structural + _salvaged_problems(src.data, positions))
 
     # ----------------------------------------------------------------- queries
     def actions_for(self, resource_type: str) -> frozenset[str]:
@@ -192,6 +194,45 @@ class Policy:
 
 
 # ---------------------------------------------------------------------- helpers
+def _salvaged_problems(data: dict[str, Any], positions: Positions) -> list[Problem]:
+    """Semantic problems of the parts of a structurally broken policy that did parse."""
+    types = data.get("types")
+    rules = data.get("rules")
+    partial: dict[str, Any] = {"types": {}, "rules": []}
+    if isinstance(types, dict):
+        for name, spec in types.items():
+            try:
+                TypeDefinition.model_validate({} if spec is None else spec)
+            except ValidationError:
+                partial["types"][name] = {}  # keep the name so references to it resolve
+            else:
+                partial["types"][name] = {} if spec is None else spec
+    kept: dict[int, int] = {}
+    if isinstance(rules, list):
+        for index, rule in enumerate(rules):
+            try:
+                RuleDefinition.model_validate(rule)
+            except ValidationError:
+                continue
+            kept[len(partial["rules"])] = index
+            partial["rules"].append(rule)
+    if isinstance(data.get("context"), dict):
+        partial["context"] = data["context"]
+    try:
+        definition = PolicyDefinition.model_validate(partial)
+    except ValidationError:
+        return []
+    positions.rule_index = kept
+    try:
+        Policy(definition, source=positions.file, positions=positions)
+    except PolicyError as exc:
+        return list(exc.problems)
+    finally:
+        positions.rule_index = None
+    return []
+
+
+
 def _suggest(name: str, options: Iterable[str]) -> str | None:
     match = difflib.get_close_matches(name, list(options), n=1)
     return f"did you mean {match[0]!r}?" if match else None
@@ -485,6 +526,6 @@ def _check_references(condition: Condition, base: PathKey, rdef: RuleDefinition,
         if head not in allowed:
             problems.append(pos.problem(
                 (*base, "when"), f"{ref.variable}.{head} is not a declared attribute",
-                hint=_suggest(head, allowed) or f"declare it under the type's 'attributes:' "
+                hint=_suggest(head, allowed) or "declare it under the type's 'attributes:' "
                                                 "(or the policy's 'context:')",
                 offset=ref.offset))
