@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from agentauthz.authorizer import Authorizer
 from agentauthz.errors import AgentAuthzError, PolicyError
+from agentauthz.model import parse_entity_key
 from agentauthz.policy.schema import Policy
 
 __all__ = ["main"]
@@ -109,6 +110,7 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         authz = _authorizer(args.policy, args.data)
         context = _context(args.context)
         if args.command == "list":
+            parse_entity_key(args.principal, what="principal")
             for key in sorted(authz.list_resources(args.principal, args.action,
                                                    args.resource_type, context)):
                 out.write(key + "\n")
@@ -129,7 +131,7 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         return EXIT_DENY if args.command == "validate" else EXIT_USAGE
     except (_Usage, AgentAuthzError) as exc:
         err.write(f"agentauthz: {exc}\n")
-        return EXIT_USAGE
+        return EXIT_DENY if args.command == "validate" else EXIT_USAGE
 
 
 _DEMO_REQUESTS: tuple[tuple[str, str, str, str], ...] = (

@@ -204,7 +204,8 @@ class Reason:
     (a permit rule granted), ``forbid`` (a forbid rule matched),
     ``default_deny`` (nothing granted), ``condition_error`` (a condition
     failed to evaluate; it never helps the principal), ``invalid_input``,
-    ``unknown_type``, ``depth_exceeded``; later layers add their own.
+    ``unknown_type``, ``depth_exceeded``, ``evaluation_error`` (an internal
+    failure, denied and logged); later layers add their own.
     """
 
     kind: str

@@ -128,3 +128,21 @@ def test_list_resources_bad_input_is_empty(authz: Authorizer) -> None:
     assert authz.list_resources("user:*", "read", "document") == frozenset()
     assert authz.list_resources("nosuch:x", "read", "document") == frozenset()
     assert authz.list_resources(7, "read", "document") == frozenset()  # type: ignore[arg-type]
+
+
+def test_list_resources_respects_the_depth_limit_like_check() -> None:
+    a = Authorizer("""
+types:
+  user: {}
+  folder:
+    relations: {parent: [folder], viewer: [user]}
+    permissions: {read: viewer | parent->read}
+  doc:
+    relations: {parent: [folder]}
+    permissions: {read: parent->read}
+""", max_depth=10)
+    a.write(add=[(f"folder:{i}", "parent", f"folder:{i + 1}") for i in range(30)])
+    a.add("folder:30#viewer@user:u", "doc:deep#parent@folder:0", "doc:shallow#parent@folder:28")
+    listed = a.list_resources("user:u", "read", "doc")
+    assert listed == {d for d in ("doc:deep", "doc:shallow") if a.check("user:u", "read", d).allowed}
+    assert listed == {"doc:shallow"}

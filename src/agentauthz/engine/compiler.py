@@ -404,11 +404,28 @@ def _contains(expr: PermissionExpr, leaf: Arrow) -> bool:
     return any(_contains(i, leaf) for i in expr.items)
 
 
+def _reaching_cycles(graph: dict[Node, set[Node]], cyclic: set[Node]) -> frozenset[Node]:
+    """Nodes from which a cyclic node can be reached (depth-limited checks start there)."""
+    reaches: set[Node] = set(cyclic)
+    changed = True
+    while changed:
+        changed = False
+        for node, succ in graph.items():
+            if node not in reaches and succ & reaches:
+                reaches.add(node)
+                changed = True
+    return frozenset(reaches)
+
+
 class CompiledPolicy:
     """Closures for every relation and permission, plus field expressions."""
 
     def __init__(self, policy: Policy, store: MemoryStore, max_depth: int) -> None:
         compiler = _Compiler(policy, store, max_depth)
+        self.recursive: frozenset[Node] = _reaching_cycles(_type_graph(policy),
+                                                           set(compiler.component))
+        """Relations and permissions whose checks can recurse through data (and so hit
+        the depth limit)."""
         self.functions: dict[Node, CheckFn] = {}
         for tname, info in policy.types.items():
             for name in (*info.relations, *info.permissions):

@@ -43,9 +43,15 @@ __all__ = ["CheckRequest", "Evaluator"]
 
 log = logging.getLogger("agentauthz.engine")
 
+
+class _Retrying(threading.local):
+    active = False
+
+
+_retrying = _Retrying()
+
 _ALLOW: Final = Outcome.ALLOW
 _DENY: Final = Outcome.DENY
-MAX_CONTEXT_ITEMS: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,8 +278,8 @@ class Evaluator:
             raise InvalidInputError("max_depth must be at least 1")
         self.store = store if store is not None else MemoryStore()
         self.max_depth = max_depth
-        self._lock = threading.Lock()
-        self._compiled = self._compile(policy)
+        with self.store.lock:
+            self._compiled = self._compile(policy)
 
     # ----------------------------------------------------------------- policy
     @property
@@ -285,10 +291,13 @@ class Evaluator:
         return self._compiled.version
 
     def set_policy(self, policy: Policy) -> None:
-        """Swap in a new policy; the stored relationships must fit its schema."""
-        compiled = self._compile(policy)
-        with self._lock:
-            self._compiled = compiled
+        """Swap in a new policy; the stored relationships must fit its schema.
+
+        The store is locked from validation to swap, so no write can slip in
+        between that the old policy allowed and the new one does not.
+        """
+        with self.store.lock:
+            self._compiled = self._compile(policy)
 
     def _compile(self, policy: Policy) -> _Compiled:
         problems = []
@@ -466,9 +475,13 @@ class Evaluator:
                                          f"permit rule {pr.rule.id!r} returned "
                                          f"{type(result).__name__}, not bool; it grants nothing",
                                          pr.rule.id))
+            deny_reasons = acc.deny_reasons
+            if acc is compiled.fallback[rtype]:
+                deny_reasons = (Reason("default_deny", f"no relation path or permit rule grants "
+                                                       f"{action[:64]!r} on {rtype}"),)
             if errors:
-                return Decision(False, _DENY, (*acc.deny_reasons, *errors), version)
-            return Decision(False, _DENY, acc.deny_reasons, version)
+                return Decision(False, _DENY, (*deny_reasons, *errors), version)
+            return Decision(False, _DENY, deny_reasons, version)
         except DepthExceeded as exc:
             return Decision(False, _DENY, (Reason(
                 "depth_exceeded", f"more than {self.max_depth} recursive hops (at {exc}); "
@@ -477,6 +490,19 @@ class Evaluator:
             return Decision(False, _DENY, (Reason(
                 "depth_exceeded", "the relationship graph is too deep to evaluate; denied"),),
                 version)
+        except RuntimeError as exc:
+            # a write changed a set this check was iterating: decide again while no
+            # writer can run (writers hold the store lock; reads normally take none)
+            if "changed size during iteration" in str(exc) and not _retrying.active:
+                with self.store.lock:
+                    _retrying.active = True
+                    try:
+                        return self.check(principal, action, resource, context)
+                    finally:
+                        _retrying.active = False
+            log.exception("agentauthz: evaluation failed; denying")
+            return Decision(False, _DENY, (Reason(
+                "evaluation_error", f"evaluation failed ({type(exc).__name__}); denied"),), version)
         except Exception as exc:  # deny on doubt: a bug must never become an allow
             log.exception("agentauthz: evaluation failed; denying")
             return Decision(False, _DENY, (Reason(

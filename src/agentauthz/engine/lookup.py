@@ -136,7 +136,10 @@ def list_resources(evaluator: Evaluator, compiled: _Compiled, principal: EntityL
     found: set[str] = set()
     if acc.permission is not None:
         found, exact = _Lookup(policy, store, pkey, wild).solve(resource_type, action)
-        if acc.forbids or not exact:
+        # check bounds recursion by max_depth; the fixed point does not, so where the
+        # permission can recurse through data, each object is confirmed by check
+        recursive = (resource_type, action) in compiled.functions.recursive
+        if acc.forbids or not exact or recursive:
             found = {o for o in found
                      if evaluator.check(principal, action, o, context).allowed}
     if _any_permit_may_apply(store, acc, pkey, ptype, wild):

@@ -46,7 +46,7 @@ class SQLiteStore(MemoryStore):
 
     def write(self, add: Iterable[RelationTuple] = (), remove: Iterable[RelationTuple] = ()) -> int:
         adds, removes = list(add), list(remove)
-        with self._lock:
+        with self.lock:
             try:
                 self._db.execute("BEGIN")
                 self._db.executemany(
@@ -64,7 +64,7 @@ class SQLiteStore(MemoryStore):
 
     def set_many_attributes(self, items: Iterable[tuple[str, Mapping[str, Any] | None]]) -> None:
         batch = list(items)
-        with self._lock:
+        with self.lock:
             try:
                 self._db.execute("BEGIN")
                 for entity, attributes in batch:
@@ -80,7 +80,7 @@ class SQLiteStore(MemoryStore):
             super().set_many_attributes(batch)
 
     def clear(self) -> None:
-        with self._lock:
+        with self.lock:
             try:
                 self._db.executescript("DELETE FROM relationships; DELETE FROM attributes;")
             except sqlite3.Error as exc:

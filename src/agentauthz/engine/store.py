@@ -85,7 +85,14 @@ def members(value: str | set[str] | None) -> Iterable[str]:
 
 
 class MemoryStore:
-    """Relationships and attributes in memory. Thread-safe for concurrent reads and writes."""
+    """Relationships and attributes in memory.
+
+    Writes hold :attr:`lock` and apply a batch removals first, then additions.
+    Reads take no lock: a check that runs during a write sees the state before,
+    after, or partway through the batch (removals first, so partway never holds
+    a tuple that neither end holds). The evaluator re-runs, under the lock, a
+    check whose iteration a write disturbed.
+    """
 
     def __init__(self) -> None:
         self.forward: dict[str, dict[str, Any]] = {}
@@ -95,7 +102,7 @@ class MemoryStore:
         self.attributes: dict[str, dict[str, Any]] = {}
         self._count = 0
         self._version = 0
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         self._listeners: list[StoreListener] = []
 
     # ------------------------------------------------------------------ reads
@@ -118,7 +125,7 @@ class MemoryStore:
     def relationships(self, *, resource: str | None = None, relation: str | None = None,
                       subject: str | None = None) -> Iterator[Relationship]:
         """Every stored relationship matching the given fields (``None`` matches any)."""
-        with self._lock:
+        with self.lock:
             items = list(self._iter_tuples())
         for r, rel, s in items:
             if ((resource is None or r == resource) and (relation is None or rel == relation)
@@ -155,7 +162,7 @@ class MemoryStore:
     def write(self, add: Iterable[RelationTuple] = (), remove: Iterable[RelationTuple] = ()) -> int:
         """Apply validated tuples in one batch; returns the number of changes."""
         changed = 0
-        with self._lock:
+        with self.lock:
             for rel in remove:
                 changed += self._remove(rel)
             for rel in add:
@@ -166,18 +173,18 @@ class MemoryStore:
 
     def set_attributes(self, entity: str, attributes: Mapping[str, Any] | None) -> None:
         """Replace the attributes of ``entity`` (``None`` or empty removes them)."""
-        with self._lock:
+        with self.lock:
             self._set_attributes(entity, attributes)
             self._bump()
 
     def set_many_attributes(self, items: Iterable[tuple[str, Mapping[str, Any] | None]]) -> None:
-        with self._lock:
+        with self.lock:
             for entity, attributes in items:
                 self._set_attributes(entity, attributes)
             self._bump()
 
     def clear(self) -> None:
-        with self._lock:
+        with self.lock:
             self.forward.clear()
             self.usersets.clear()
             self.reverse.clear()

@@ -35,7 +35,7 @@ class PolicyBuilder:
              fields: Mapping[str, Mapping[str, str]] | None = None) -> PolicyBuilder:
         spec: dict[str, Any] = {}
         if relations:
-            spec["relations"] = {k: [v] if isinstance(v, str) else list(v)
+            spec["relations"] = {k: v if isinstance(v, str) else list(v)
                                  for k, v in relations.items()}
         if permissions:
             spec["permissions"] = dict(permissions)
