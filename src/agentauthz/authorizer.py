@@ -43,6 +43,8 @@ class Authorizer:
             raise ConfigurationError("Authorizer needs a policy: a file path, YAML text, "
                                      "a mapping or a Policy")
         self._evaluator = Evaluator(Policy.load(policy), store, max_depth=max_depth)
+        # the hot path: answer with the evaluator's bound method, one frame fewer
+        self.check = self._evaluator.check  # type: ignore[method-assign]
         if data is not None:
             self.load_data(data)
 

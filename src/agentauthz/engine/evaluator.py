@@ -22,6 +22,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final
 
 from agentauthz.engine.compiler import CheckFn, DepthExceeded, compile_policy
@@ -107,7 +108,8 @@ class _CRule:
 class _Access:
     """What decides one (resource type, action)."""
 
-    __slots__ = ("allow_reasons", "deny_reasons", "forbids", "groups", "permission", "permits")
+    __slots__ = ("allow_reasons", "deny_reasons", "forbids", "groups", "needs_principal",
+                 "needs_resource", "permission", "permits")
 
     def __init__(self, rtype: str, action: str, permission: CheckFn | None,
                  forbids: tuple[_CRule, ...], permits: tuple[_CRule, ...],
@@ -119,8 +121,14 @@ class _Access:
         self.allow_reasons = (Reason("permission", f"{rtype}.{action} = {expr}"),)
         self.deny_reasons = (Reason(
             "default_deny", f"no relation path or permit rule grants {action!r} on {rtype}"),)
+        used = {ref.variable for r in (*forbids, *permits) if r.condition is not None
+                for ref in r.condition.references}
+        # entity views cost a dict each: build only those some condition reads
+        self.needs_principal = "principal" in used
+        self.needs_resource = "resource" in used
 
 
+_NO_VIEW: Final[Mapping[str, Any]] = MappingProxyType({})
 _BAD_ID: Final = re.compile(r"[\s#]")
 
 
@@ -411,8 +419,14 @@ class Evaluator:
                 if fr.condition is None:
                     return Decision(False, _DENY, (fr.reason,), version)
                 if activation is None:
-                    activation = self._activation(pkey, ptype, pkey[j + 1:], pattrs, rkey, rtype,
-                                                  rkey[i + 1:], rattrs, action, context)
+                    activation = {
+                        "principal": _entity_view(self.store, pkey, ptype, pkey[j + 1:], pattrs)
+                        if acc.needs_principal else _NO_VIEW,
+                        "resource": _entity_view(self.store, rkey, rtype, rkey[i + 1:], rattrs)
+                        if acc.needs_resource else _NO_VIEW,
+                        "action": action,
+                        "context": context if context is not None else _NO_VIEW,
+                    }
                 try:
                     result = fr.condition(activation)
                 except CelEvalError as exc:
@@ -459,8 +473,14 @@ class Evaluator:
                 if pr.condition is None:
                     return Decision(True, _ALLOW, (pr.reason,), version)
                 if activation is None:
-                    activation = self._activation(pkey, ptype, pkey[j + 1:], pattrs, rkey, rtype,
-                                                  rkey[i + 1:], rattrs, action, context)
+                    activation = {
+                        "principal": _entity_view(self.store, pkey, ptype, pkey[j + 1:], pattrs)
+                        if acc.needs_principal else _NO_VIEW,
+                        "resource": _entity_view(self.store, rkey, rtype, rkey[i + 1:], rattrs)
+                        if acc.needs_resource else _NO_VIEW,
+                        "action": action,
+                        "context": context if context is not None else _NO_VIEW,
+                    }
                 try:
                     result = pr.condition(activation)
                 except CelEvalError as exc:
