@@ -81,3 +81,19 @@ def test_sqlite_store_reports_a_bad_file(tmp_path: Path) -> None:
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot open"):
         SQLiteStore(bad)
+
+
+def test_sqlite_keeps_timestamps_and_durations(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    path = tmp_path / "rels.db"
+    created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    a = Authorizer(POLICY, store=SQLiteStore(path))
+    a.set_attributes("doc:1", {"created": created, "ttl": timedelta(hours=2), "tags": ("a",)})
+    b = Authorizer(POLICY, store=SQLiteStore(path))
+    assert b.store.get_attributes("doc:1") == {"created": created, "ttl": timedelta(hours=2),
+                                               "tags": ["a"]}
+    with pytest.raises(StoreError):
+        a.set_attributes("doc:2", {"bad": object()})
+    with pytest.raises(StoreError):
+        a.set_attributes("doc:2", {"naive": datetime(2026, 1, 1)})

@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from agentauthz.engine.store import MemoryStore, RelationTuple
@@ -28,6 +29,29 @@ CREATE TABLE IF NOT EXISTS attributes (entity TEXT PRIMARY KEY, body TEXT NOT NU
 """
 
 
+def _encode(value: Any) -> Any:
+    """Timestamps and durations keep their CEL types across a restart."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise TypeError("attribute timestamps must carry a time zone")
+        return {"$timestamp": value.isoformat()}
+    if isinstance(value, timedelta):
+        return {"$duration": [value.days, value.seconds, value.microseconds]}
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"cannot store an attribute of type {type(value).__name__}")
+
+
+def _decode(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1:
+        if "$timestamp" in obj:
+            return datetime.fromisoformat(obj["$timestamp"])
+        if "$duration" in obj:
+            days, seconds, micros = obj["$duration"]
+            return timedelta(days=days, seconds=seconds, microseconds=micros)
+    return obj
+
+
 class SQLiteStore(MemoryStore):
     """A :class:`MemoryStore` persisted to a SQLite file."""
 
@@ -40,7 +64,7 @@ class SQLiteStore(MemoryStore):
             rows = self._db.execute("SELECT resource, relation, subject FROM relationships")
             MemoryStore.write(self, rows)
             for entity, body in self._db.execute("SELECT entity, body FROM attributes"):
-                MemoryStore._set_attributes(self, entity, json.loads(body))
+                MemoryStore._set_attributes(self, entity, json.loads(body, object_hook=_decode))
         except (sqlite3.Error, json.JSONDecodeError) as exc:
             raise StoreError(f"cannot open relationship store {self.path!r}: {exc}") from exc
 
@@ -70,7 +94,7 @@ class SQLiteStore(MemoryStore):
                 for entity, attributes in batch:
                     if attributes:
                         self._db.execute("INSERT OR REPLACE INTO attributes VALUES (?, ?)",
-                                         (entity, json.dumps(dict(attributes), default=str)))
+                                         (entity, json.dumps(dict(attributes), default=_encode)))
                     else:
                         self._db.execute("DELETE FROM attributes WHERE entity=?", (entity,))
                 self._db.execute("COMMIT")
