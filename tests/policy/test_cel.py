@@ -1246,3 +1246,23 @@ def test_compile_raises_only_syntax_errors_and_evaluation_only_eval_errors(sourc
             cond(activation)
         except CelEvalError:
             pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_TOKENS, max_size=40).map("".join))
+def test_references_name_every_variable_a_condition_reads(source: str) -> None:
+    # The evaluator binds only the variables that appear in references.
+    try:
+        cond = compile_condition(source)
+    except CelSyntaxError:
+        return
+    used = {ref.variable for ref in cond.references}
+    restricted = {name: value for name, value in ACTIVATION.items() if name in used}
+
+    def outcome(activation: Mapping[str, Any]) -> Any:
+        try:
+            return ("value", cond(activation))
+        except CelEvalError as error:
+            return ("error", error.message)
+
+    assert repr(outcome(restricted)) == repr(outcome(ACTIVATION))  # repr: NaN equals NaN
