@@ -487,7 +487,7 @@ DEVIATIONS = [
         id="timestamp accessors: the reference reads the fields in the text's own offset; "
            "the spec says 'in UTC' unless a time zone is given"),
     pytest.param(
-        "timestamp('2009-02-13T23:31:30Z').getDate('Australia/Sydney')", {}, 14,
+        "timestamp('2009-02-13T23:31:30Z').getDate('+11:00')", {}, 14,
         id="timestamp accessors with a time zone: unsupported by the reference; conformance "
            "(timestamps/timestamp_selectors_tz/getDate)"),
     pytest.param(
