@@ -167,3 +167,54 @@ def test_policy_from_json_mapping_and_bad_sources(tmp_file: Any) -> None:
     assert "user" in Policy.load(path).types
     with pytest.raises(PolicyError):
         Policy.load(12)  # type: ignore[arg-type]
+
+
+TYPED = """
+types:
+  user: {attributes: {tenant: string, level: int, joined: timestamp}}
+  doc: {attributes: {tenant: string, size: double, tags: list, meta: map}}
+context: {risk: int, when: timestamp, note: string}
+rules:
+  - {id: r, effect: forbid, resource: doc, principal: user, when: "%s"}
+"""
+
+
+@pytest.mark.parametrize(
+    ("condition", "fragment"),
+    [
+        ("resource.tenant > 3", "cannot order string against int"),
+        ("resource.tenant == 3", "never equal"),
+        ("principal.level in ['a', 'b']", "never in a list of string"),
+        ("context.risk + 1.5 > 2", "no '+' for int and double"),
+        ("resource.tenant.startsWith(1) || principal.level.startsWith('x')", "string method"),
+        ("size(principal.level) > 1", "size() of int"),
+        ("context.note && true", "needs bool operands"),
+        ("!context.risk", "needs a bool"),
+        ("context.risk", "must be bool"),
+        ("context.when - principal.joined > 3", "cannot order duration against int"),
+        ("resource.tenant in 'abc'", "list or map on the right"),
+    ],
+)
+def test_condition_type_errors_are_reported_at_load(condition: str, fragment: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        Policy.from_yaml(TYPED % condition)
+    assert fragment in str(info.value)
+    assert "type error in condition" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "resource.tenant == principal.tenant && context.risk <= 3",
+        "principal.level > 2.5",
+        "context.when - principal.joined < duration('24h')",
+        "resource.size * 2.0 > 10.0",
+        "'x' in resource.tags || 'k' in resource.meta",
+        "resource.tenant in ['a', 'b'] && principal.id.startsWith('svc-')",
+        "has(resource.tenant) ? resource.tenant == 'a' : false",
+        "size(resource.tags) > 0 && resource.meta.anything == 3",
+        "resource.tenant == null",
+    ],
+)
+def test_well_typed_conditions_load(condition: str) -> None:
+    Policy.from_yaml(TYPED % condition)

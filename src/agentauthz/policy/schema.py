@@ -32,6 +32,7 @@ from agentauthz.policy.expressions import (
     walk,
 )
 from agentauthz.policy.loader import PathKey, Positions, SourceText, read_source
+from agentauthz.policy.typecheck import check_condition
 
 __all__ = ["Policy", "PrincipalSelector", "RelationInfo", "Rule", "SubjectType", "TypeInfo"]
 
@@ -500,7 +501,9 @@ def _check_references(condition: Condition, base: PathKey, rdef: RuleDefinition,
             info = types.get(t)
             if info is None or not info.attributes:
                 return None  # some candidate type does not declare: anything goes
-            merged.update(info.attributes)
+            for name, kind in info.attributes.items():
+                # the same attribute with different types on two candidates: unknown type
+                merged[name] = kind if merged.get(name, kind) == kind else "any"
         return merged
 
     resource_types = list(types) if "*" in rdef.resource else rdef.resource
@@ -529,3 +532,8 @@ def _check_references(condition: Condition, base: PathKey, rdef: RuleDefinition,
                 hint=_suggest(head, allowed) or "declare it under the type's 'attributes:' "
                                                 "(or the policy's 'context:')",
                 offset=ref.offset))
+    if condition.tree is not None:
+        for message, offset in check_condition(condition.tree, scopes):
+            problems.append(pos.problem((*base, "when"), f"type error in condition: {message}",
+                                        hint="check the declared attribute types",
+                                        offset=offset))

@@ -99,13 +99,15 @@ class Condition:
     and recompiles it.
     """
 
-    __slots__ = ("_evaluate", "references", "source", "variables")
+    __slots__ = ("_evaluate", "references", "source", "tree", "variables")
 
     def __init__(self, source: str, variables: frozenset[str], evaluate: Evaluate,
-                 references: tuple[FieldRef, ...]) -> None:
+                 references: tuple[FieldRef, ...], tree: Node | None = None) -> None:
         self.source = source
         self.variables = variables
         self.references = references
+        self.tree = tree
+        """The syntax tree, for static checks (see :mod:`agentauthz.policy.typecheck`)."""
         self._evaluate = evaluate
 
     def __call__(self, activation: Mapping[str, Any]) -> Any:
@@ -146,7 +148,7 @@ def compile_condition(source: str, *, variables: frozenset[str] = DEFAULT_VARIAB
         evaluate = compile_tree(tree, source, names)
     except RecursionError:  # pragma: no cover - the depth limit keeps well below the stack
         raise CelSyntaxError("expression nested too deeply", source, 0) from None
-    return Condition(source, names, evaluate, tuple(_references(tree)))
+    return Condition(source, names, evaluate, tuple(_references(tree)), tree)
 
 
 def _recompile(source: str, variables: frozenset[str]) -> Condition:
