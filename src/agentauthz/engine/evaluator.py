@@ -419,14 +419,9 @@ class Evaluator:
                 if fr.condition is None:
                     return Decision(False, _DENY, (fr.reason,), version)
                 if activation is None:
-                    activation = {
-                        "principal": _entity_view(self.store, pkey, ptype, pkey[j + 1:], pattrs)
-                        if acc.needs_principal else _NO_VIEW,
-                        "resource": _entity_view(self.store, rkey, rtype, rkey[i + 1:], rattrs)
-                        if acc.needs_resource else _NO_VIEW,
-                        "action": action,
-                        "context": context if context is not None else _NO_VIEW,
-                    }
+                    activation = self._activation(pkey, ptype, pkey[j + 1:], pattrs, rkey, rtype,
+                                                  rkey[i + 1:], rattrs, action, context,
+                                                  acc.needs_principal, acc.needs_resource)
                 try:
                     result = fr.condition(activation)
                 except CelEvalError as exc:
@@ -473,14 +468,9 @@ class Evaluator:
                 if pr.condition is None:
                     return Decision(True, _ALLOW, (pr.reason,), version)
                 if activation is None:
-                    activation = {
-                        "principal": _entity_view(self.store, pkey, ptype, pkey[j + 1:], pattrs)
-                        if acc.needs_principal else _NO_VIEW,
-                        "resource": _entity_view(self.store, rkey, rtype, rkey[i + 1:], rattrs)
-                        if acc.needs_resource else _NO_VIEW,
-                        "action": action,
-                        "context": context if context is not None else _NO_VIEW,
-                    }
+                    activation = self._activation(pkey, ptype, pkey[j + 1:], pattrs, rkey, rtype,
+                                                  rkey[i + 1:], rattrs, action, context,
+                                                  acc.needs_principal, acc.needs_resource)
                 try:
                     result = pr.condition(activation)
                 except CelEvalError as exc:
@@ -530,13 +520,17 @@ class Evaluator:
 
     def _activation(self, pkey: str, ptype: str, pid: str, pattrs: Mapping[str, Any] | None,
                     rkey: str, rtype: str, rid: str, rattrs: Mapping[str, Any] | None,
-                    action: str, context: Mapping[str, Any] | None) -> dict[str, Any]:
+                    action: str, context: Mapping[str, Any] | None,
+                    needs_principal: bool = True, needs_resource: bool = True) -> dict[str, Any]:
+        """What conditions see. An entity view costs a dict: only those read are built."""
         store = self.store
         return {
-            "principal": _entity_view(store, pkey, ptype, pid, pattrs),
-            "resource": _entity_view(store, rkey, rtype, rid, rattrs),
+            "principal": _entity_view(store, pkey, ptype, pid, pattrs)
+            if needs_principal else _NO_VIEW,
+            "resource": _entity_view(store, rkey, rtype, rid, rattrs)
+            if needs_resource else _NO_VIEW,
             "action": action,
-            "context": context if context is not None else {},
+            "context": context if context is not None else _NO_VIEW,
         }
 
     @staticmethod
