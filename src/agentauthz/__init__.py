@@ -11,35 +11,55 @@ Schema-driven relationships plus conditions, decided in process::
 """
 
 from agentauthz.authorizer import Authorizer
+from agentauthz.backends import BaseBackend, LocalBackend
+from agentauthz.cache import CacheStats, DecisionCache
+from agentauthz.enforce import acting_as, authorize, current_authorizer, current_principal
 from agentauthz.engine.evaluator import CheckRequest
 from agentauthz.engine.explain import Explanation
 from agentauthz.engine.sqlite import SQLiteStore
 from agentauthz.engine.store import MemoryStore
 from agentauthz.errors import (
     AgentAuthzError,
+    ApprovalRequired,
+    AuthorizationError,
+    BackendError,
     ConditionError,
     ConfigurationError,
+    Forbidden,
     InvalidInputError,
+    NotFound,
     PolicyError,
     Problem,
     StoreError,
+    Unauthenticated,
 )
 from agentauthz.model import Decision, Entity, Outcome, Reason, Relationship
 from agentauthz.policy.schema import Policy
+from agentauthz.typing import Backend
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AgentAuthzError",
+    "ApprovalRequired",
+    "AuthorizationError",
     "Authorizer",
+    "Backend",
+    "BackendError",
+    "BaseBackend",
+    "CacheStats",
     "CheckRequest",
     "ConditionError",
     "ConfigurationError",
     "Decision",
+    "DecisionCache",
     "Entity",
     "Explanation",
+    "Forbidden",
     "InvalidInputError",
+    "LocalBackend",
     "MemoryStore",
+    "NotFound",
     "Outcome",
     "Policy",
     "PolicyError",
@@ -48,5 +68,10 @@ __all__ = [
     "Relationship",
     "SQLiteStore",
     "StoreError",
+    "Unauthenticated",
     "__version__",
+    "acting_as",
+    "authorize",
+    "current_authorizer",
+    "current_principal",
 ]

@@ -7,26 +7,43 @@
     │   └── PolicyError         an invalid policy; carries every Problem found
     ├── InvalidInputError       a malformed entity, relationship or request (also a ValueError)
     ├── ConditionError          a condition failed to evaluate (becomes a deny reason, never an allow)
-    └── StoreError              the relationship store could not read or write
+    ├── StoreError              the relationship store could not read or write
+    ├── BackendError            a backend could not answer (becomes a deny, or is raised if asked)
+    └── AuthorizationError      not allowed; raised by authorize() and enforcement points
+        ├── Unauthenticated     there is no principal
+        ├── Forbidden           may know the resource exists, may not do this
+        ├── NotFound            may not even read it: answered as if it did not exist
+        └── ApprovalRequired    needs a person's approval first (carries request_id)
 
 A decision never raises for a deny: ``check`` returns a ``Decision``. Errors
-met while deciding (a condition that fails, an input that cannot be parsed)
-deny with a reason instead of propagating.
+met while deciding (a condition that fails, an input that cannot be parsed, a
+backend that fails) deny with a reason instead of propagating. ``authorize``
+raises an ``AuthorizationError`` that carries the decision.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentauthz.model import Decision
 
 __all__ = [
     "AgentAuthzError",
+    "ApprovalRequired",
+    "AuthorizationError",
+    "BackendError",
     "ConditionError",
     "ConfigurationError",
+    "Forbidden",
     "InvalidInputError",
+    "NotFound",
     "PolicyError",
     "Problem",
     "StoreError",
+    "Unauthenticated",
 ]
 
 
@@ -84,3 +101,43 @@ class ConditionError(AgentAuthzError):
 
 class StoreError(AgentAuthzError):
     """The relationship store failed to read or write."""
+
+
+class AuthorizationError(AgentAuthzError):
+    """A request was not allowed. ``decision`` is the decision that said so (``None``
+    when there was no principal to decide for)."""
+
+    def __init__(self, decision: Decision | None, message: str | None = None) -> None:
+        self.decision = decision
+        if message is None and decision is not None and decision.reasons:
+            message = decision.reasons[0].message
+        super().__init__(message or type(self).__name__)
+
+
+class Unauthenticated(AuthorizationError):
+    """There is no principal: nobody to decide for."""
+
+
+class Forbidden(AuthorizationError):
+    """The principal may know the resource exists, but may not do this to it."""
+
+
+class NotFound(AuthorizationError):
+    """The principal may not even read the resource: answer as if it did not exist."""
+
+
+class ApprovalRequired(AuthorizationError):
+    """The action needs a person's approval first; ``request_id`` names the request."""
+
+    def __init__(self, decision: Decision | None, request_id: str,
+                 message: str | None = None) -> None:
+        super().__init__(decision, message)
+        self.request_id = request_id
+
+
+class BackendError(AgentAuthzError):
+    """A backend could not answer: unreachable, timed out, or answered nonsense.
+
+    The authorizer turns it into a deny with reason ``backend_error`` (or
+    re-raises it, when configured to).
+    """
