@@ -191,6 +191,20 @@ class _Compiler:
     def _relation(self, tname: str, rname: str) -> CheckFn:
         rinfo = self.policy.types[tname].relations[rname]
         fwd_get = self.store.forward.get
+        if not rinfo.usersets and not rinfo.wildcard_types:
+            # no wildcard can be stored here (writes are validated): one probe, not two
+            def exact(obj: str, subj: str, wild: str, state: _State | None) -> bool:
+                rels = fwd_get(obj)
+                if rels is None:
+                    return False
+                s = rels.get(rname)
+                if s is None:
+                    return False
+                if s.__class__ is str:
+                    return bool(s == subj)
+                return subj in s
+
+            return exact
         if not rinfo.usersets:
             def direct(obj: str, subj: str, wild: str, state: _State | None) -> bool:
                 rels = fwd_get(obj)
@@ -213,7 +227,7 @@ class _Compiler:
         dispatch_get = dispatch.get
         only_usersets = not (rinfo.direct_types or rinfo.wildcard_types)
         if only_usersets and len(dispatch) == 1:
-            ((only_kind, only_fn),) = dispatch.items()
+            ((_only_kind, only_fn),) = dispatch.items()
 
             def one_userset(obj: str, subj: str, wild: str, state: _State | None) -> bool:
                 by_relation = us_get(obj)
@@ -221,8 +235,10 @@ class _Compiler:
                     return False
                 entries = by_relation.get(rname)
                 if entries:
-                    for uobj, kind in entries:
-                        if kind == only_kind and only_fn(uobj, subj, wild, state):
+                    # stored data fits the schema (checked at write and at policy swap),
+                    # so every entry here is of the one allowed kind
+                    for uobj, _kind in entries:
+                        if only_fn(uobj, subj, wild, state):
                             return True
                 return False
 
@@ -317,6 +333,34 @@ class _Compiler:
             return None
         names, follows, rest = tuple(direct), tuple(arrows), tuple(others)
         fwd_get = self.store.forward.get
+        wildcards = any(info.relations[n].wildcard_types for n in names)
+        if len(names) == 1 and len(follows) == 1 and not rest and not wildcards:
+            # the commonest shape, `owner | parent->read`, without the loops
+            (name,) = names
+            ((rel_name, target),) = follows
+
+            def rel_or_arrow(obj: str, subj: str, wild: str, state: _State | None) -> bool:
+                rels = fwd_get(obj)
+                if rels is None:
+                    return False
+                s = rels.get(name)
+                if s is not None:
+                    if s.__class__ is str:
+                        if s == subj:
+                            return True
+                    elif subj in s:
+                        return True
+                t = rels.get(rel_name)
+                if t is None:
+                    return False
+                if t.__class__ is str:
+                    return target(t, subj, wild, state)
+                for x in t:
+                    if target(x, subj, wild, state):
+                        return True
+                return False
+
+            return rel_or_arrow
 
         def union_fused(obj: str, subj: str, wild: str, state: _State | None) -> bool:
             rels = fwd_get(obj)

@@ -142,6 +142,7 @@ class _Validator:
                     for rname, r in info.relations.items()}
             for tname, info in policy.types.items()
         }
+        self._subjects: dict[str, tuple[str, str, str, str]] = {}
 
     @staticmethod
     def _entity(key: object, what: str) -> tuple[str, str]:
@@ -168,8 +169,15 @@ class _Validator:
         if subject.__class__ is not str:
             raise InvalidInputError("relationship subject must be a string")
         assert isinstance(subject, str)
-        body, sep, srel = subject.partition("#")
-        stype, sid = self._entity(body, "relationship subject")
+        parsed = self._subjects.get(subject)
+        if parsed is None:
+            # subjects recur (a user in thousands of tuples): parse each one once
+            body, sep, srel = subject.partition("#")
+            stype, sid = self._entity(body, "relationship subject")
+            if len(self._subjects) >= 100_000:
+                self._subjects.clear()
+            parsed = self._subjects[subject] = (stype, sid, sep, srel)
+        stype, sid, sep, srel = parsed
         if sep:
             ok = f"{stype}#{srel}" in usersets and sid != "*"
         elif sid == "*":

@@ -165,8 +165,7 @@ class MemoryStore:
         with self.lock:
             for rel in remove:
                 changed += self._remove(rel)
-            for rel in add:
-                changed += self._add(rel)
+            changed += self._add_many(add)
             if changed:
                 self._bump()
         return changed
@@ -215,41 +214,54 @@ class MemoryStore:
         known.add(key)
 
     def _add(self, rel: RelationTuple) -> int:
-        resource, relation, subject = rel
-        resource = _intern(resource)
-        relation = _intern(relation)
-        rtype = resource[: resource.index(":")]
-        if "#" in subject:
-            obj, _, srel = subject.rpartition("#")
-            by_relation = self.usersets.get(resource)
-            if by_relation is None:
-                by_relation = self.usersets[resource] = {}
-            entries = by_relation.get(relation)
-            if entries is None:
-                entries = by_relation[relation] = []
-            stype = obj[: obj.index(":")]
-            tr = _intern(f"{stype}#{srel}")
-            if any(e[0] == obj and e[1] == tr for e in entries):
-                return 0
-            entries.append((_intern(obj), tr))
-            self._known(stype, obj)
-        else:
-            subject = _intern(subject)
-            by_relation = self.forward.get(resource)
-            if by_relation is None:
-                by_relation = self.forward[resource] = {}
-            if not _add(by_relation, relation, subject):
-                return 0
-            stype, _, sid = subject.partition(":")
-            if sid != "*":
-                self._known(stype, subject)
-        rev = self.reverse.get(subject)
-        if rev is None:
-            rev = self.reverse[_intern(subject)] = {}
-        _add(rev, _intern(f"{rtype}#{relation}"), resource)
-        self._known(rtype, resource)
-        self._count += 1
-        return 1
+        return self._add_many((rel,))
+
+    def _add_many(self, rels: Iterable[RelationTuple]) -> int:
+        """The bulk-load path: one frame for the batch, each repeated string interned once."""
+        forward, usersets, reverse = self.forward, self.usersets, self.reverse
+        known_type = self._known
+        type_relation: dict[tuple[str, str], str] = {}
+        added = 0
+        for resource, relation, subject in rels:
+            resource = _intern(resource)
+            relation = _intern(relation)
+            rtype = resource[: resource.index(":")]
+            if "#" in subject:
+                obj, _, srel = subject.rpartition("#")
+                by_relation = usersets.get(resource)
+                if by_relation is None:
+                    by_relation = usersets[resource] = {}
+                    known_type(rtype, resource)
+                entries = by_relation.get(relation)
+                if entries is None:
+                    entries = by_relation[relation] = []
+                stype = obj[: obj.index(":")]
+                kind = _intern(f"{stype}#{srel}")
+                if any(e[0] == obj and e[1] == kind for e in entries):
+                    continue
+                entries.append((_intern(obj), kind))
+                known_type(stype, obj)
+            else:
+                subject = _intern(subject)
+                by_relation = forward.get(resource)
+                if by_relation is None:
+                    by_relation = forward[resource] = {}
+                    known_type(rtype, resource)
+                if not _add(by_relation, relation, subject):
+                    continue
+            rev = reverse.get(subject)
+            if rev is None:
+                rev = reverse[_intern(subject)] = {}
+                stype, _, sid = subject.partition(":")
+                if sid != "*" and "#" not in subject:
+                    known_type(stype, subject)
+            tr = type_relation.get((rtype, relation))
+            if tr is None:
+                tr = type_relation[(rtype, relation)] = _intern(f"{rtype}#{relation}")
+            _add(rev, tr, resource)
+            added += 1
+        self._count += added
+        return added
 
     def _remove(self, rel: RelationTuple) -> int:
         resource, relation, subject = rel
