@@ -188,3 +188,28 @@ def test_threads_never_see_each_others_principal(authz: Authorizer) -> None:
         t.join()
     assert errors == []
     assert current_principal() is None
+
+
+def test_template_arguments_by_position_keyword_and_default(authz: Authorizer) -> None:
+    @authorize("read", "document:{doc_id}", authz=authz)
+    def read(doc_id: str = "1", *, verbose: bool = False) -> str:
+        return doc_id
+
+    @authorize("read", "{kind}:{doc_id}", authz=authz)
+    def read_kind(kind: str, doc_id: str) -> str:
+        return f"{kind}:{doc_id}"
+
+    @authorize("read", "document:{doc_id}", authz=authz)
+    def read_kw(*, doc_id: str) -> str:
+        return doc_id
+
+    with acting_as("user:v"):
+        assert read() == "1"
+        assert read("1") == "1"
+        assert read(doc_id="1", verbose=True) == "1"
+        assert read_kind("document", "1") == "document:1"
+        assert read_kw(doc_id="1") == "1"
+        with pytest.raises(NotFound):
+            read("3")
+        with pytest.raises(TypeError):
+            read_kind("document")  # type: ignore[call-arg]

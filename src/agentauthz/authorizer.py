@@ -208,6 +208,10 @@ class Authorizer:
                         _UNKNOWN_VERSION)
 
     def _version(self) -> Any:
+        local = self._local
+        if local is not None:
+            evaluator = local.evaluator
+            return (evaluator._compiled.version, evaluator.store._version)
         try:
             return self.backend.version()
         except Exception:  # a backend that cannot say: key on nothing it might have changed

@@ -115,6 +115,7 @@ def _scope(principal: EntityLike, authz: Authorizer | None) -> Iterator[None]:
 
 
 ResourceSpec = str | type | Callable[..., "EntityLike"]
+_MISSING: Any = object()
 
 
 class _ResourceResolver:
@@ -127,6 +128,9 @@ class _ResourceResolver:
         self.type: str | None = None
         self.cls: type | None = None
         self.id_params: tuple[str, ...] = ()
+        self.getters: list[tuple[str, int, Any]] | None = None
+        self.prefix: str | None = None
+        self.field = ""
         params = self.signature.parameters
         if isinstance(spec, str) and ("{" in spec or ":" in spec):
             fields = {name for _, name, _, _ in string.Formatter().parse(spec) if name}
@@ -137,6 +141,13 @@ class _ResourceResolver:
                     f"{', '.join(sorted(missing))}, which {fn.__qualname__} has no parameter "
                     "for; fix the template or the parameter name")
             self.template = spec
+            parts = list(string.Formatter().parse(spec))
+            # "document:{doc_id}": a prefix and one plain field, joined without str.format
+            if len(parts) == 1 and parts[0][1] and not parts[0][2] and not parts[0][3] \
+                    and parts[0][1].isidentifier():
+                self.prefix, self.field = parts[0][0], parts[0][1]
+            self.getters = self._argument_getters(
+                {f.split(".")[0].split("[")[0] for f in fields})
         elif isinstance(spec, str | type):
             if isinstance(spec, type):
                 self.cls = spec
@@ -145,6 +156,8 @@ class _ResourceResolver:
                 self.type = spec
             candidates = (id_param,) if id_param else (f"{self.type}_id", "id")
             self.id_params = tuple(c for c in candidates if c in params)
+            self.getters = (None if self.cls is not None
+                            else self._argument_getters(set(self.id_params)))
             by_instance = self.cls is not None and any(
                 p.annotation is self.cls or p.annotation == self.cls.__name__
                 for p in params.values())
@@ -158,14 +171,47 @@ class _ResourceResolver:
                 f"@authorize on {fn.__qualname__}: resource must be a type name, a class, a "
                 "'type:{param}' template or a callable")
 
+    def _argument_getters(self, names: set[str]) -> list[tuple[str, int, Any]] | None:
+        """Where each named argument sits: (name, position or -1, default). ``None`` when a
+        name is keyword-only or variadic, so ``Signature.bind`` must do the work."""
+        out = []
+        for index, (name, param) in enumerate(self.signature.parameters.items()):
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                if name in names:
+                    return None
+                break
+            if name in names:
+                position = index if param.kind is not param.KEYWORD_ONLY else -1
+                default = param.default if param.default is not param.empty else _MISSING
+                out.append((name, position, default))
+        return out if len(out) == len(names) else None
+
+    def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if self.getters is not None:
+            values: dict[str, Any] = {}
+            for name, position, default in self.getters:
+                if 0 <= position < len(args):
+                    values[name] = args[position]
+                elif name in kwargs:
+                    values[name] = kwargs[name]
+                elif default is not _MISSING:
+                    values[name] = default
+                else:
+                    break
+            else:
+                return values
+        bound = self.signature.bind(*args, **kwargs)  # also raises the usual TypeError
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> EntityLike:
         if self.template is None and self.type is None:
             resolve = cast(Callable[..., "EntityLike"], self.spec)
             return resolve(*args, **kwargs)
-        bound = self.signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        arguments = bound.arguments
+        arguments = self._arguments(args, kwargs)
         if self.template is not None:
+            if self.prefix is not None:
+                return f"{self.prefix}{arguments[self.field]}"
             return self.template.format(**arguments)
         for name in self.id_params:
             value = arguments.get(name)
