@@ -146,3 +146,42 @@ types:
     listed = a.list_resources("user:u", "read", "doc")
     assert listed == {d for d in ("doc:deep", "doc:shallow") if a.check("user:u", "read", d).allowed}
     assert listed == {"doc:shallow"}
+
+
+FLAT_POLICY = """
+types:
+  user: {}
+  team: {relations: {member: [user]}}
+  folder: {relations: {owner: [team#member]}, permissions: {read: owner}}
+  doc:
+    relations: {parent: [folder], owner: [user]}
+    permissions: {read: owner | parent->read}
+"""
+TEAMS = [f"team:t{i}" for i in range(3)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.sampled_from(TEAMS), st.just("member"), st.sampled_from(USERS)),
+    st.tuples(st.sampled_from(FOLDERS), st.just("owner"),
+              st.sampled_from([t + "#member" for t in TEAMS])),
+    st.tuples(st.sampled_from(DOCS), st.just("parent"), st.sampled_from(FOLDERS)),
+    st.tuples(st.sampled_from(DOCS), st.just("owner"), st.sampled_from(USERS))), max_size=30),
+    st.lists(st.integers(min_value=0, max_value=29), max_size=5))
+def test_team_membership_matches_a_brute_force_reference(
+        rels: list[tuple[str, str, str]], removals: list[int]) -> None:
+    # the W2 shape, whose userset check reads the principal's reverse index
+    a = Authorizer(FLAT_POLICY)
+    a.write(add=rels)
+    removed = {rels[i] for i in removals if i < len(rels)}
+    a.write(remove=removed)
+    live = set(rels) - removed
+    for user in USERS:
+        teams = {t for t, _, u in live if u == user and t.startswith("team:")}
+        folders = {f for f, r, s in live if r == "owner" and s.split("#")[0] in teams}
+        for doc in DOCS:
+            expected = (doc, "owner", user) in live or any(
+                (doc, "parent", f) in live for f in folders)
+            assert a.check(user, "read", doc).allowed is expected, (user, doc)
+        assert a.list_resources(user, "read", "doc") == {
+            d for d in DOCS if a.check(user, "read", d).allowed}

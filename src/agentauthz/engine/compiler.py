@@ -227,7 +227,39 @@ class _Compiler:
         dispatch_get = dispatch.get
         only_usersets = not (rinfo.direct_types or rinfo.wildcard_types)
         if only_usersets and len(dispatch) == 1:
-            ((_only_kind, only_fn),) = dispatch.items()
+            ((only_kind, only_fn),) = dispatch.items()
+            utype, _, urel = only_kind.partition("#")
+            target = self.policy.types[utype].relations.get(urel)
+            if target is not None and not target.usersets and not target.wildcard_types:
+                # `team#member` where member holds plain subjects: the principal's own
+                # reverse entry lists its teams, and store strings compare by identity
+                rev_get = self.store.reverse.get
+
+                def member_of_userset(obj: str, subj: str, wild: str,
+                                      state: _State | None) -> bool:
+                    by_relation = us_get(obj)
+                    if by_relation is None:
+                        return False
+                    entries = by_relation.get(rname)
+                    if not entries:
+                        return False
+                    held = rev_get(subj)
+                    if held is None:
+                        return False
+                    groups = held.get(only_kind)
+                    if groups is None:
+                        return False
+                    if groups.__class__ is str:
+                        for uobj, _kind in entries:
+                            if uobj is groups or uobj == groups:
+                                return True
+                        return False
+                    for uobj, _kind in entries:
+                        if uobj in groups:
+                            return True
+                    return False
+
+                return member_of_userset
 
             def one_userset(obj: str, subj: str, wild: str, state: _State | None) -> bool:
                 by_relation = us_get(obj)
