@@ -1,0 +1,1 @@
+"""A multi-tenant document service protected by agentauthz (see README.md)."""
