@@ -35,7 +35,7 @@ def bench(session: nox.Session) -> None:
     harness's setup.sh when it is missing; ``nox -s bench -- --quick`` for a
     smoke run.
     """
-    session.install("-e", ".")
+    session.install("-e", ".[fastapi]")
     session.run("python", "benchmarks/run.py", "--setup-peer-venv", *session.posargs)
 
 

@@ -431,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-peers", action="store_true")
     ap.add_argument("--skip-list", action="store_true")
     ap.add_argument("--skip-load", action="store_true")
+    ap.add_argument("--skip-enforcement", action="store_true",
+                    help="skip the @authorize and FastAPI measurements")
     ap.add_argument("--out", default=str(RESULTS), help="markdown report (default %(default)s)")
     # worker-mode options (one fresh process per measurement)
     ap.add_argument("--worker", choices=["list", "load"], help=argparse.SUPPRESS)
@@ -543,6 +545,29 @@ def main(argv: list[str] | None = None) -> int:
     for r in loads:
         if "error" in r:
             P(f"_a load run failed: {r['error']}_\n")
+
+    # ------------------------------------------------------------ enforcement
+    here = Path(__file__).resolve().parent
+    if not args.skip_enforcement:
+        log("enforcement overhead (benchmarks/enforcement.py) ...")
+        calls = "5000" if args.quick else "20000"
+        enf = subprocess.run([sys.executable, str(here / "enforcement.py"), "--calls", calls],
+                             capture_output=True, text=True, check=False)
+        P("## 4. Enforcement overhead: @authorize around an empty function\n")
+        P("Per-call median and p99 (`benchmarks/enforcement.py`); overhead = decorated "
+          "minus the bare function. W2-shaped policy, one allowed read.\n")
+        P(enf.stdout.strip() if enf.returncode == 0 else f"_failed: {enf.stderr[-500:]}_")
+        P("")
+        log("FastAPI throughput (benchmarks/fastapi_load.py) ...")
+        fl = subprocess.run([sys.executable, str(here / "fastapi_load.py"),
+                             "--seconds", "3" if args.quick else "10",
+                             "--rounds", "1" if args.quick else "3"],
+                            capture_output=True, text=True, check=False)
+        P("## 5. FastAPI: the example app's document route, with and without agentauthz\n")
+        P("`wrk -t1 -c32` on loopback against one uvicorn worker each "
+          "(`benchmarks/fastapi_load.py`); rounds alternate between the servers.\n")
+        P(fl.stdout.strip() if fl.returncode == 0 else f"_failed: {fl.stderr[-500:]}_")
+        P("")
 
     # ----------------------------------------------------------------- targets
     P("## Targets\n")

@@ -119,7 +119,7 @@ def create_app(seed: Path = HERE / "seed.yaml") -> FastAPI:
     app = FastAPI(title="Documents", summary="A multi-tenant document service guarded by agentauthz")
     app.state.library = library
     app.state.authz = authz
-    AgentAuthz(authz, principal=bearer_principal(tokens.get)).install(app)
+    AgentAuthz(authz, principal=bearer_principal(tokens.get, blocking=False)).install(app)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

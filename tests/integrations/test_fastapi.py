@@ -74,10 +74,10 @@ def authz() -> Authorizer:
     return a
 
 
-def make_app(authz: Authorizer, resolver: Any = None) -> FastAPI:
+def make_app(authz: Authorizer, resolver: Any = None, bind: Any = "middleware") -> FastAPI:
     """An app with the usual routes, its principal read from X-User unless told otherwise."""
     app = FastAPI()
-    AgentAuthz(authz, principal=resolver or header_principal("X-User")).install(app)
+    AgentAuthz(authz, principal=resolver or header_principal("X-User")).install(app, bind=bind)
 
     @app.get("/whoami")
     async def whoami() -> dict[str, Any]:
@@ -107,9 +107,9 @@ def client_for(app: FastAPI) -> TestClient:
     return TestClient(app)
 
 
-@pytest.fixture
-def client(authz: Authorizer) -> Iterator[TestClient]:
-    with TestClient(make_app(authz)) as c:
+@pytest.fixture(params=["middleware", "dependency"])
+def client(authz: Authorizer, request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    with TestClient(make_app(authz, bind=request.param)) as c:
         yield c
 
 
@@ -245,7 +245,8 @@ def test_resolvers_appear_in_openapi(authz: Authorizer) -> None:
                                                            "name": "X-User"}),
                              (bearer_principal(decode, bearer_format="JWT"),
                               {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})]:
-        schemes = make_app(authz, resolver).openapi()["components"]["securitySchemes"]
+        schemes = make_app(authz, resolver, bind="dependency").openapi()["components"][
+            "securitySchemes"]
         assert schemes == {type(resolver).__name__: scheme}
     assert isinstance(header_principal(), HeaderPrincipal)
     assert isinstance(bearer_principal(decode), BearerPrincipal)
@@ -506,10 +507,10 @@ def test_install_before_routes(authz: Authorizer) -> None:
     async def early() -> None: ...
 
     with pytest.raises(ConfigurationError, match="before the routes"):
-        guard.install(late)
+        guard.install(late, bind="dependency")
     app = FastAPI()
-    assert guard.install(app) is app
-    guard.install(app)  # a second time changes nothing
+    assert guard.install(app, bind="dependency") is app
+    guard.install(app, bind="dependency")  # a second time changes nothing
     assert len(app.router.dependencies) == 1
 
     router = APIRouter()
@@ -648,3 +649,17 @@ def test_the_integrations_package_imports_no_framework() -> None:
             "print([m for m in ('fastapi', 'starlette', 'langchain') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_middleware_binding_covers_routes_added_before_install(authz: Authorizer) -> None:
+    app = FastAPI()
+
+    @app.get("/early")
+    async def early() -> dict[str, Any]:
+        return {"principal": str(current_principal())}
+
+    AgentAuthz(authz, principal=header_principal("X-User")).install(app)
+    with TestClient(app) as c:
+        assert c.get("/early", headers=user("v")).json() == {"principal": "user:v"}
+    with pytest.raises(ConfigurationError, match="bind"):
+        AgentAuthz(authz, principal=header_principal("X-User")).install(FastAPI(), bind="x")  # type: ignore[arg-type]

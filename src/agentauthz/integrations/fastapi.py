@@ -56,7 +56,7 @@ Importing this module imports FastAPI; ``import agentauthz`` never does.
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Annotated, Any, Final, TypeAlias
+from typing import Annotated, Any, Final, Literal, TypeAlias
 
 try:
     from fastapi import Depends, FastAPI, HTTPException, Request
@@ -201,7 +201,7 @@ class BearerPrincipal(SecurityBase):
 
     def __init__(self, decode: TokenDecoder, *,
                  scheme_name: str | None = None, description: str | None = None,
-                 bearer_format: str | None = None) -> None:
+                 bearer_format: str | None = None, blocking: bool = True) -> None:
         if not callable(decode):
             raise ConfigurationError("bearer_principal needs decode: a function from a token to a "
                                      "principal (or None)")
@@ -210,6 +210,7 @@ class BearerPrincipal(SecurityBase):
         self.scheme_name = scheme_name or self.__class__.__name__
         self._async = inspect.iscoroutinefunction(decode) or inspect.iscoroutinefunction(
             getattr(decode, "__call__", None))  # noqa: B004
+        self.blocking = blocking
 
     def make_authenticate_headers(self) -> dict[str, str]:
         """Headers of a 401 answer (RFC 6750: name the scheme)."""
@@ -226,7 +227,10 @@ class BearerPrincipal(SecurityBase):
 
     async def _decode(self, token: str, source: str) -> object:
         try:
-            answer = self.decode(token) if self._async else await run_in_threadpool(self.decode, token)
+            if self._async or not self.blocking:
+                answer = self.decode(token)
+            else:
+                answer = await run_in_threadpool(self.decode, token)
             return await answer if inspect.isawaitable(answer) else answer
         except Exception as exc:  # a token decode refuses is no principal, never a 500
             log.info("%s refused a token (%s); treating the request as unauthenticated",
@@ -243,11 +247,47 @@ def header_principal(name: str = "X-User", *, type: str | None = "user",
 
 def bearer_principal(decode: TokenDecoder, *,
                      scheme_name: str | None = None, description: str | None = None,
-                     bearer_format: str | None = None) -> BearerPrincipal:
+                     bearer_format: str | None = None, blocking: bool = True) -> BearerPrincipal:
     """A resolver for ``Authorization: Bearer`` tokens, decoded by ``decode``;
-    see :class:`BearerPrincipal`."""
+    see :class:`BearerPrincipal`. ``blocking=False`` calls a sync ``decode`` on the
+    event loop instead of the thread pool: right for a cheap, local decode (a
+    lookup, a signature check against a key in memory), wrong for one that
+    does I/O, because a thread hop costs more than such a decode."""
     return BearerPrincipal(decode, scheme_name=scheme_name, description=description,
-                           bearer_format=bearer_format)
+                           bearer_format=bearer_format, blocking=blocking)
+
+
+class _BindPrincipal:
+    """Plain ASGI middleware: resolve the principal with one of our resolvers and bind it.
+
+    It runs before routing, in the task that runs the request, so every
+    dependency and handler of the request sees the principal (a sync handler's
+    thread pool copies the context). Every request sets it, to nobody if need
+    be, and puts back what was there when it ends.
+    """
+
+    def __init__(self, app: Any, *, resolver: HeaderPrincipal | BearerPrincipal,
+                 authz: Authorizer) -> None:
+        self.app = app
+        self.resolver = resolver
+        self.authz = authz
+        self.source = type(resolver).__qualname__
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        principal = _as_principal(await self.resolver(HTTPConnection(scope)), self.source)
+        scope[_SCOPE_KEY] = principal
+        # restored afterwards: some servers and test transports run the app in the
+        # caller's own task, whose context must come back as it was
+        principal_token = enforce._principal.set(principal)
+        authz_token = enforce._authorizer.set(self.authz)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            enforce._authorizer.reset(authz_token)
+            enforce._principal.reset(principal_token)
 
 
 # --------------------------------------------------------------------------- the holder
@@ -305,14 +345,34 @@ class AgentAuthz:
 
         return current_principal
 
-    def install(self, app: FastAPI) -> FastAPI:
-        """Resolve and bind the principal on every route added from now on; answer denials.
+    def install(self, app: FastAPI, *, bind: Literal["middleware", "dependency"] = "middleware"
+                ) -> FastAPI:
+        """Resolve and bind the principal for every request; answer denials.
 
-        Call it before adding routes or including routers: FastAPI copies an
-        app's dependencies into a route when the route is added, so routes that
-        exist already would run without a principal (this raises instead). A
-        router built elsewhere can take ``dependencies=[Depends(guard.current_principal)]``.
+        With :func:`header_principal` or :func:`bearer_principal` (and the default
+        ``bind="middleware"``) a plain ASGI middleware resolves and binds the
+        principal for every route, whenever it was added: it costs a few
+        microseconds where FastAPI's dependency solver costs tens. The resolver
+        then does not appear as a security scheme in the OpenAPI document; add
+        ``dependencies=[Depends(resolver)]`` to routes for that.
+
+        With a resolver that is itself a FastAPI dependency (or ``bind="dependency"``)
+        the binding is an app dependency. Call ``install`` before adding routes
+        or including routers then: FastAPI copies an app's dependencies into a
+        route when the route is added, so routes that exist already would run
+        without a principal (this raises instead). A router built elsewhere can
+        take ``dependencies=[Depends(guard.current_principal)]``.
         """
+        if bind not in ("middleware", "dependency"):
+            raise ConfigurationError("install(bind=...) must be 'middleware' or 'dependency'")
+        if getattr(app.state, "agentauthz_installed", None) is self:
+            return app
+        if bind == "middleware" and isinstance(self.resolver, HeaderPrincipal | BearerPrincipal):
+            app.add_middleware(_BindPrincipal, resolver=self.resolver, authz=self.authz)
+            app.add_exception_handler(AuthorizationError, self._handle)
+            app.add_exception_handler(BackendError, self._handle)
+            app.state.agentauthz_installed = self
+            return app
         if any(getattr(d, "dependency", None) is self.current_principal
                for d in app.router.dependencies):
             return app
@@ -328,6 +388,7 @@ class AgentAuthz:
         app.router.dependencies.insert(0, Depends(self.current_principal))
         app.add_exception_handler(AuthorizationError, self._handle)
         app.add_exception_handler(BackendError, self._handle)
+        app.state.agentauthz_installed = self
         return app
 
     async def _handle(self, request: Request, exc: Exception) -> Response:
