@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 from agentauthz import enforce
@@ -217,50 +217,48 @@ class Authorizer:
         except Exception:  # a backend that cannot say: key on nothing it might have changed
             return object()
 
+    def _cached(self, principal: EntityLike, action: str, resource: EntityLike,
+                context: Mapping[str, Any] | None) -> tuple[Hashable | None, Decision | None]:
+        """The cache key of a request (``None``: not cacheable) and the cached decision."""
+        cache = self.cache
+        if cache is None:
+            return None, None
+        key = cache.key(self._version(), principal, action, resource, context)
+        return key, (cache.get(key) if key is not None else None)
+
+    def _answered(self, key: Hashable | None, decision: object) -> Decision:
+        """Accept a backend's answer only if it is a Decision; remember it if it may be."""
+        if not isinstance(decision, Decision):
+            return self._failed(BackendError(f"answered {type(decision).__name__}, "
+                                             "not a Decision"))
+        if key is not None and self.cache is not None:
+            self.cache.put(key, decision)
+        return decision
+
     def check(self, principal: EntityLike, action: str, resource: EntityLike,
               context: Mapping[str, Any] | None = None) -> Decision:
         """Decide. Never raises for a deny: malformed input and failures deny with a reason."""
-        cache = self.cache
-        key = None
-        if cache is not None:
-            key = cache.key(self._version(), principal, action, resource, context)
-            if key is not None:
-                hit = cache.get(key)
-                if hit is not None:
-                    return hit
+        key, hit = self._cached(principal, action, resource, context)
+        if hit is not None:
+            return hit
         try:
             decision = self.backend.check(principal, action, resource, context)
         except Exception as exc:  # deny on doubt: whatever a backend raises is not an allow
             return self._failed(exc)
-        if not isinstance(decision, Decision):
-            return self._failed(BackendError(f"answered {type(decision).__name__}, "
-                                             "not a Decision"))
-        if key is not None:
-            cache.put(key, decision)  # type: ignore[union-attr]
-        return decision
+        return self._answered(key, decision)
 
     async def acheck(self, principal: EntityLike, action: str, resource: EntityLike,
                      context: Mapping[str, Any] | None = None) -> Decision:
-        cache = self.cache
-        key = None
-        if cache is not None:
-            key = cache.key(self._version(), principal, action, resource, context)
-            if key is not None:
-                hit = cache.get(key)
-                if hit is not None:
-                    return hit
+        key, hit = self._cached(principal, action, resource, context)
+        if hit is not None:
+            return hit
         try:
             pending = self.backend.acheck(principal, action, resource, context)
             decision = await (asyncio.wait_for(pending, self.timeout) if self.timeout
                               else pending)
         except Exception as exc:  # deny on doubt, timeouts included
             return self._failed(exc)
-        if not isinstance(decision, Decision):
-            return self._failed(BackendError(f"answered {type(decision).__name__}, "
-                                             "not a Decision"))
-        if key is not None:
-            cache.put(key, decision)  # type: ignore[union-attr]
-        return decision
+        return self._answered(key, decision)
 
     def check_many(self, requests: Sequence[CheckRequest | tuple[Any, ...]]) -> list[Decision]:
         """Decide a batch, in order; each item a :class:`CheckRequest` or a tuple of its fields."""
