@@ -514,8 +514,6 @@ class CompiledPolicy:
         }
         self.max_depth = max_depth
 
-    def new_state(self) -> _State:
-        return _State(self.max_depth)
 
 
 def compile_policy(policy: Policy, store: MemoryStore,

@@ -317,9 +317,10 @@ class Evaluator:
 
     def _compile(self, policy: Policy) -> _Compiled:
         problems = []
+        validate = _Validator(policy)
         for rel in self.store.relationships():
             try:
-                self._validate(policy, rel.resource, rel.relation, rel.subject)
+                validate(rel.resource, rel.relation, rel.subject)
             except InvalidInputError as exc:
                 problems.append(Problem(f"stored relationship {rel} does not fit the policy: {exc}",
                                         file=policy.source, hint="remove it before the swap"))
@@ -330,10 +331,6 @@ class Evaluator:
         return _Compiled(policy, self.store, self.max_depth)
 
     # ------------------------------------------------------------------ writes
-    @staticmethod
-    def _validate(policy: Policy, resource: str, relation: str, subject: str) -> None:
-        _Validator(policy)(resource, relation, subject)
-
     def _tuples(self, items: Iterable[Relationship | str | tuple[str, str, str]]
                 ) -> list[RelationTuple]:
         validate = self._compiled.validator

@@ -213,9 +213,6 @@ class MemoryStore:
             known = self.by_type[type_] = set()
         known.add(key)
 
-    def _add(self, rel: RelationTuple) -> int:
-        return self._add_many((rel,))
-
     def _add_many(self, rels: Iterable[RelationTuple]) -> int:
         """The bulk-load path: one frame for the batch, each repeated string interned once."""
         forward, usersets, reverse = self.forward, self.usersets, self.reverse
