@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -178,7 +179,13 @@ def _data_mapping(text: str) -> Mapping[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``agentauthz`` console script."""
-    return run(sys.argv[1:] if argv is None else argv, sys.stdout, sys.stderr)
+    try:
+        return run(sys.argv[1:] if argv is None else argv, sys.stdout, sys.stderr)
+    except BrokenPipeError:
+        # the reader went away (`agentauthz demo | head`): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

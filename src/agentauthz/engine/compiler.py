@@ -515,7 +515,6 @@ class CompiledPolicy:
         self.max_depth = max_depth
 
 
-
 def compile_policy(policy: Policy, store: MemoryStore,
                    max_depth: int = DEFAULT_MAX_DEPTH) -> CompiledPolicy:
     """Compile ``policy`` against ``store``; the closures see later writes to the store."""
