@@ -12,10 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 from agentauthz import enforce
+from agentauthz.agents.breakglass import BreakGlass, BreakGlassGrant
+from agentauthz.agents.credentials import KeyRing, Scope, TaskCredentials
+from agentauthz.agents.delegation import AgentLayer, Delegation
+from agentauthz.agents.registry import AgentRegistry
+from agentauthz.agents.revocation import MemoryRevocationStore, RevocationStore
+from agentauthz.agents.tasks import Task
 from agentauthz.backends.local import LocalBackend
 from agentauthz.cache import CacheStats, DecisionCache
 from agentauthz.engine.data import load_data
@@ -27,10 +33,11 @@ from agentauthz.errors import (
     BackendError,
     ConfigurationError,
     Forbidden,
+    InvalidInputError,
     NotFound,
     Unauthenticated,
 )
-from agentauthz.model import Decision, EntityLike, Outcome, Reason, Relationship
+from agentauthz.model import Decision, Entity, EntityLike, Outcome, Reason, Relationship
 from agentauthz.policy.schema import Policy
 from agentauthz.typing import Backend
 
@@ -73,6 +80,19 @@ class Authorizer:
         always raise ``Forbidden``.
     ``forbidden_error``, ``not_found_error``
         the exception classes :meth:`authorize` raises.
+    ``agents``
+        an :class:`~agentauthz.agents.AgentRegistry`, or a YAML/JSON file or
+        mapping with an ``agents:`` list; the policy's own ``agents:`` are
+        added to it. Principals of an agent type must be registered and active.
+    ``task_keys``
+        the signing keys of task credentials (a :class:`~agentauthz.agents.KeyRing`
+        or ``{key_id: secret}``); share them with every process that verifies
+        this one's task tokens. Default: one random key, this process only.
+    ``revocations``
+        where revocations live (in memory by default; shared stores let every
+        process see a revocation at once).
+    ``max_task_ttl``
+        the longest a task credential may live, in seconds.
     """
 
     def __init__(self, policy: PolicySource | None = None, *, backend: Backend | None = None,
@@ -82,7 +102,11 @@ class Authorizer:
                  timeout: float | None = None, read_action: str | None = "read",
                  forbidden_error: type[AuthorizationError] = Forbidden,
                  not_found_error: type[AuthorizationError] = NotFound,
-                 max_depth: int = 50) -> None:
+                 max_depth: int = 50,
+                 agents: AgentRegistry | str | os.PathLike[str] | Mapping[str, Any] | None = None,
+                 task_keys: KeyRing | Mapping[str, bytes | str] | None = None,
+                 revocations: RevocationStore | None = None,
+                 max_task_ttl: float = 3600.0) -> None:
         if (policy is None) == (backend is None):
             raise ConfigurationError(
                 "Authorizer needs exactly one of policy=... (decide locally) or backend=... "
@@ -113,11 +137,64 @@ class Authorizer:
         self.read_action = read_action
         self.forbidden_error = forbidden_error
         self.not_found_error = not_found_error
-        if self.cache is None and self._local is not None:
+        self._fast = (self._local.evaluator.check if self.cache is None and self._local
+                      is not None else None)
+        if self._fast is not None:
             # the hot path: nothing stands between the caller and the evaluator
-            self.check = self._local.evaluator.check  # type: ignore[method-assign]
+            self.check = self._fast  # type: ignore[method-assign, assignment]
+        self._armed = False
+        self._setup_agents(agents, task_keys, revocations, max_task_ttl)
         if data is not None:
             self.load_data(data)
+
+    def _setup_agents(self, agents: object, task_keys: KeyRing | Mapping[str, bytes | str] | None,
+                      revocations: RevocationStore | None, max_task_ttl: float) -> None:
+        if isinstance(agents, AgentRegistry):
+            registry = agents
+        elif agents is None:
+            registry = AgentRegistry()
+        elif isinstance(agents, str | os.PathLike | Mapping):
+            registry = AgentRegistry.load(agents, known_types=self._policy_types())
+        else:
+            raise ConfigurationError("agents must be an AgentRegistry, a path to an agents file "
+                                     f"or a mapping, got {type(agents).__name__}")
+        if revocations is not None and not isinstance(revocations, RevocationStore):
+            raise ConfigurationError("revocations must implement agentauthz.agents.RevocationStore")
+        self.agents: AgentRegistry = registry
+        """The agent registry: who may act as an agent, owned by whom, allowed which tools."""
+        self.revocations: RevocationStore = revocations or MemoryRevocationStore()
+        self.tasks: TaskCredentials = TaskCredentials(task_keys, revocations=self.revocations,
+                                                      max_ttl=max_task_ttl)
+        """Issues and verifies task credentials: ``authz.tasks.verify(token)``."""
+        self._breakglass = BreakGlass(on_change=self.invalidate)
+        self._layer = AgentLayer(registry, self.revocations, self.tasks, self._breakglass)
+        self._register_policy_agents(replace=False)
+
+    def _policy_types(self) -> frozenset[str]:
+        return frozenset(self._local.evaluator.policy.types) if self._local is not None \
+            else frozenset()
+
+    def _register_policy_agents(self, *, replace: bool) -> None:
+        if self._local is not None:
+            for definition in self._local.evaluator.policy.agents:
+                existing = self.agents.get(definition.id)
+                if existing is not None and not replace:
+                    raise ConfigurationError(f"agent {definition.id!r} is both in the policy and "
+                                             "in agents=...; register it in one place")
+                self.agents.register(definition.id, owner=definition.owner,
+                                     purpose=definition.purpose, risk=definition.risk,
+                                     tools=definition.tools, status=definition.status,
+                                     spiffe_id=definition.spiffe_id,
+                                     description=definition.description,
+                                     replace=existing is not None)
+        if len(self.agents) or self.agents.agent_types & self._policy_types():
+            self._arm()
+
+    def _arm(self) -> None:
+        """Route checks through the agent layer (registry, tasks, break-glass) from now on."""
+        if not self._armed:
+            self._armed = True
+            self.check = self._armed_check  # type: ignore[method-assign]
 
     # ------------------------------------------------------------ properties
     @property
@@ -155,6 +232,7 @@ class Authorizer:
     def reload_policy(self, policy: PolicySource) -> None:
         """Swap the policy atomically; a bad policy raises and leaves the old one in force."""
         self._require_local("reload_policy").evaluator.set_policy(Policy.load(policy))
+        self._register_policy_agents(replace=True)
         self.invalidate()
 
     def invalidate(self) -> None:
@@ -235,9 +313,37 @@ class Authorizer:
             self.cache.put(key, decision)
         return decision
 
-    def check(self, principal: EntityLike, action: str, resource: EntityLike,
+    def check(self, principal: EntityLike | Delegation, action: str, resource: EntityLike,
               context: Mapping[str, Any] | None = None) -> Decision:
-        """Decide. Never raises for a deny: malformed input and failures deny with a reason."""
+        """Decide. Never raises for a deny: malformed input and failures deny with a reason.
+
+        ``principal`` may be a :class:`~agentauthz.agents.Delegation` (an agent
+        acting for a user in a task): then every branch must allow.
+        """
+        if self._armed:
+            return self._armed_check(principal, action, resource, context)
+        return self._base_check(principal, action, resource, context)
+
+    def _armed_check(self, principal: EntityLike | Delegation, action: str,
+                     resource: EntityLike, context: Mapping[str, Any] | None = None) -> Decision:
+        base: Callable[..., Decision] = self._fast or self._base_check
+        layer = self._layer
+        if principal.__class__ is Delegation:
+            return layer.check(base, principal, action, resource, context)
+        pkey = principal if principal.__class__ is str else getattr(principal, "key", None)
+        if pkey.__class__ is str and pkey[:pkey.find(":")] in layer.registry._types:
+            denial = layer.gate((pkey,))
+            if denial is not None:
+                return Decision(False, Outcome.DENY, (denial,), "")
+            return layer.settle(pkey, action, resource,
+                                base(principal, action, resource, context))
+        decision = base(principal, action, resource, context)
+        if decision.allowed or not layer.breakglass or pkey.__class__ is not str:
+            return decision
+        return layer.settle(pkey, action, resource, decision)
+
+    def _base_check(self, principal: Any, action: str, resource: Any,
+                    context: Mapping[str, Any] | None = None) -> Decision:
         key, hit = self._cached(principal, action, resource, context)
         if hit is not None:
             return hit
@@ -247,8 +353,27 @@ class Authorizer:
             return self._failed(exc)
         return self._answered(key, decision)
 
-    async def acheck(self, principal: EntityLike, action: str, resource: EntityLike,
+    async def acheck(self, principal: EntityLike | Delegation, action: str, resource: EntityLike,
                      context: Mapping[str, Any] | None = None) -> Decision:
+        if not self._armed:
+            return await self._base_acheck(principal, action, resource, context)
+        layer = self._layer
+        if principal.__class__ is Delegation:
+            d: Delegation = principal
+            rkey, principals, denial = layer.precheck(d, action, resource)
+            if denial is not None:
+                return denial
+            decisions = await asyncio.gather(*(self._base_acheck(p, action, resource, context)
+                                               for p in principals))
+            return layer.combine(d, action, rkey, decisions)
+        pkey, denial = layer.agent_denial(principal)
+        if denial is not None:
+            return denial
+        return layer.settle(pkey, action, resource,
+                            await self._base_acheck(principal, action, resource, context))
+
+    async def _base_acheck(self, principal: Any, action: str, resource: Any,
+                           context: Mapping[str, Any] | None = None) -> Decision:
         key, hit = self._cached(principal, action, resource, context)
         if hit is not None:
             return hit
@@ -263,7 +388,7 @@ class Authorizer:
     def check_many(self, requests: Sequence[CheckRequest | tuple[Any, ...]]) -> list[Decision]:
         """Decide a batch, in order; each item a :class:`CheckRequest` or a tuple of its fields."""
         items = [_request(r) for r in requests]
-        if self.cache is not None:
+        if self.cache is not None or self._armed:
             return [self.check(r.principal, r.action, r.resource, r.context) for r in items]
         if self._local is not None:
             return self._local.evaluator.check_many(items)
@@ -283,7 +408,7 @@ class Authorizer:
     async def acheck_many(self, requests: Sequence[CheckRequest | tuple[Any, ...]]
                           ) -> list[Decision]:
         items = [_request(r) for r in requests]
-        if self.cache is not None:
+        if self.cache is not None or self._armed:
             return [await self.acheck(r.principal, r.action, r.resource, r.context)
                     for r in items]
         try:
@@ -293,7 +418,7 @@ class Authorizer:
             return [self._failed(exc)] * len(items)
         return self._checked_batch(items, out)
 
-    def authorize(self, principal: EntityLike | None, action: str, resource: EntityLike,
+    def authorize(self, principal: EntityLike | Delegation | None, action: str, resource: EntityLike,
                   context: Mapping[str, Any] | None = None) -> Decision:
         """Return the allowing decision, or raise.
 
@@ -310,7 +435,7 @@ class Authorizer:
         raise self._denied(decision, action, lambda: self.check(
             principal, self.read_action or "", resource, context))
 
-    async def aauthorize(self, principal: EntityLike | None, action: str, resource: EntityLike,
+    async def aauthorize(self, principal: EntityLike | Delegation | None, action: str, resource: EntityLike,
                          context: Mapping[str, Any] | None = None) -> Decision:
         if principal is None:
             raise Unauthenticated(None, "no principal: nobody to decide for")
@@ -332,26 +457,195 @@ class Authorizer:
             return self.forbidden_error(decision)
         return self.not_found_error(decision)
 
-    def acting_as(self, principal: EntityLike) -> enforce.acting_as:
-        """Set the current principal (and this authorizer) for a block, task or function."""
-        return enforce.acting_as(principal, authz=self)
+    def acting_as(self, principal: EntityLike, *, on_behalf_of: EntityLike | None = None
+                  ) -> enforce.acting_as:
+        """Set the current principal (and this authorizer) for a block, task or function.
+
+        With ``on_behalf_of``, ``principal`` is an agent acting for that user:
+        the current principal becomes a :class:`~agentauthz.agents.Delegation`,
+        allowed only what both may do.
+        """
+        if on_behalf_of is None:
+            return enforce.acting_as(principal, authz=self)
+        self._arm()
+        return enforce.acting_as(Delegation.of(principal, on_behalf_of),
+                                 authz=self)
+
+    # ---------------------------------------------------------------- agents
+    def task(self, scope: Iterable[tuple[str, str] | str] | Scope, *, purpose: str,
+             ttl: float | None = None, agent: EntityLike | None = None,
+             on_behalf_of: EntityLike | None = None) -> Task:
+        """Issue a task credential for the current agent (and its user); use it with ``with``.
+
+        The agent and user come from the enclosing ``acting_as(agent,
+        on_behalf_of=user)`` unless given. Inside another task, the new task
+        is derived from it by attenuation: it can only narrow (and ``ttl``
+        defaults to the rest of the outer task's life). ``ttl`` defaults to
+        300 seconds otherwise. The task is revoked when its ``with`` block exits.
+        """
+        current = enforce.current_principal()
+        if isinstance(current, Delegation) and agent is None and on_behalf_of is None:
+            if current.task is not None:
+                parent = Task(self, current.task, revoke_on_exit=False)
+                return parent.attenuate(scope=scope, ttl=ttl, purpose=purpose)
+            agent_key, user_key = current.agent, current.on_behalf_of
+        else:
+            if agent is None:
+                if current is None:
+                    raise InvalidInputError(
+                        "a task needs an agent: open it inside `with authz.acting_as(agent, "
+                        "on_behalf_of=user)` or pass agent=...")
+                agent = current  # type: ignore[assignment]
+            d = Delegation.of(agent, on_behalf_of)  # type: ignore[arg-type]
+            agent_key, user_key = d.agent, d.on_behalf_of
+        reason = self._layer.gate((agent_key,))
+        if reason is not None:
+            raise self.forbidden_error(Decision(False, Outcome.DENY, (reason,), ""))
+        self._arm()
+        credential = self.tasks.issue(agent=agent_key, on_behalf_of=user_key, scope=scope,
+                                      ttl=300.0 if ttl is None else ttl, purpose=purpose)
+        return Task(self, credential, revoke_on_exit=True)
+
+    def join_task(self, token: str, *, agent: EntityLike | None = None) -> Task:
+        """Take up a task credential issued elsewhere (another process, a parent agent).
+
+        The token is verified — signature chain, expiry, revocation — and must
+        have been issued to ``agent`` (default: the current agent, if any).
+        Raises :class:`~agentauthz.errors.CredentialError` otherwise. Leaving
+        the block does not revoke the task: its issuer owns it.
+        """
+        if agent is None:
+            current = enforce.current_principal()
+            presenter = current.agent if isinstance(current, Delegation) else (
+                None if current is None else Delegation.of(current).agent)
+        else:
+            presenter = Delegation.of(agent).agent
+        credential = self.tasks.verify(token, agent=presenter)
+        self._arm()
+        return Task(self, credential, revoke_on_exit=False)
+
+    def revoke(self, *, agent: EntityLike | None = None, task: str | None = None,
+               credential: Any = None, break_glass: str | None = None,
+               reason: str = "") -> None:
+        """Revoke one thing, effective on the next decision (never served from cache).
+
+        ``agent``: every decision and credential of that agent; ``task``: a
+        task id and every credential derived from it; ``credential``: one
+        credential (or its id) and those derived from it; ``break_glass``: a
+        break-glass grant id.
+        """
+        given = [x for x in (agent, task, credential, break_glass) if x is not None]
+        if len(given) != 1:
+            raise InvalidInputError("revoke exactly one of agent=, task=, credential=, "
+                                    "break_glass=")
+        if agent is not None:
+            self.revocations.revoke("agent", Delegation.of(agent).agent, reason=reason)
+            self._arm()
+        elif task is not None:
+            self.tasks.revoke_task(task, reason=reason)
+        elif credential is not None:
+            self.tasks.revoke(credential, reason=reason)
+        elif break_glass is not None and not self._breakglass.revoke(break_glass):
+            raise InvalidInputError(f"no live break-glass grant {break_glass!r}")
+        self.invalidate()
+
+    def break_glass(self, principal: EntityLike, action: str, resource: EntityLike, *,
+                    reason: str, approver: EntityLike, ttl: float) -> BreakGlassGrant:
+        """Grant one emergency (principal, action, resource) for ``ttl`` seconds.
+
+        Every field is required; the approver cannot be the principal. The
+        grant is logged at WARNING, cited in the reasons of every decision it
+        turns into an allow, and expires by itself.
+        """
+        self._arm()
+        return self._breakglass.grant(_entity_key(principal), action, _entity_key(resource),
+                                      reason=reason, approver=_entity_key(approver), ttl=ttl)
+
+    def break_glass_grants(self) -> list[BreakGlassGrant]:
+        """Every break-glass grant in force now."""
+        return self._breakglass.active()
+
+    def governance_report(self) -> dict[str, Any]:
+        """The registry as governance evidence, with each agent's grants and unused ones.
+
+        A grant is a relationship naming the agent as subject (local
+        evaluator). It counts as used when a resource the agent was allowed
+        to reach was granted through it (through its object, as
+        :meth:`explain` shows the path). Over-privilege shows as
+        ``grants_never_used``.
+        """
+        return self.agents.export(grants=self._grant_evidence)
+
+    def _grant_evidence(self, record: Any, usage: Any) -> dict[str, Any]:
+        if self._local is None:
+            return {"grants": None, "grants_never_used": None}
+        store = self._local.evaluator.store
+        grants = sorted(str(r) for r in store.relationships(subject=record.id))
+        used_objects: set[str] = set()
+        for action, resource in sorted(usage.reached)[:2000]:
+            used_objects.add(resource)
+            _granting_objects(self.explain(record.id, action, resource), used_objects)
+        unused = [g for g in grants if Relationship.parse(g).resource not in used_objects]
+        return {"grants": grants, "grants_never_used": unused,
+                "usage_truncated": bool(usage.truncated)}
 
     # ------------------------------------------------------------- queries
-    def list_resources(self, principal: EntityLike, action: str, resource_type: str,
-                       context: Mapping[str, Any] | None = None) -> frozenset[str]:
+    def list_resources(self, principal: EntityLike | Delegation, action: str,
+                       resource_type: str, context: Mapping[str, Any] | None = None
+                       ) -> frozenset[str]:
         """Every known entity of ``resource_type`` that ``check`` would allow.
 
-        A failing backend lists nothing (or raises, with ``on_backend_error="raise"``):
-        never a partial list.
+        For a delegation: exactly what the agent and the user may both reach,
+        within the task's scope — the pre-retrieval filter of an agent's
+        search. A failing backend lists nothing (or raises, with
+        ``on_backend_error="raise"``): never a partial list.
         """
+        layer = self._layer
+        if principal.__class__ is Delegation:
+            d: Delegation = principal
+            if not layer.usable(d):
+                return frozenset()
+            return layer.combine_resources(d, action, resource_type, (
+                self._base_list(p, action, resource_type, context) for p in d.principals))
+        if self._armed:
+            pkey, denial = layer.agent_denial(principal)
+            if denial is not None:
+                return frozenset()
+            if pkey is not None:
+                return (self._base_list(principal, action, resource_type, context)
+                        | layer.granted_resources(pkey, action, resource_type))
+        return self._base_list(principal, action, resource_type, context)
+
+    def _base_list(self, principal: Any, action: str, resource_type: str,
+                   context: Mapping[str, Any] | None) -> frozenset[str]:
         try:
             return _names(self.backend.list_resources(principal, action, resource_type, context))
         except Exception as exc:
             self._failed(exc)
             return frozenset()
 
-    async def alist_resources(self, principal: EntityLike, action: str, resource_type: str,
-                              context: Mapping[str, Any] | None = None) -> frozenset[str]:
+    async def alist_resources(self, principal: EntityLike | Delegation, action: str,
+                              resource_type: str, context: Mapping[str, Any] | None = None
+                              ) -> frozenset[str]:
+        layer = self._layer
+        if principal.__class__ is Delegation:
+            d: Delegation = principal
+            if not layer.usable(d):
+                return frozenset()
+            found = await asyncio.gather(*(self._base_alist(p, action, resource_type, context)
+                                           for p in d.principals))
+            return layer.combine_resources(d, action, resource_type, found)
+        if self._armed:
+            pkey, denial = layer.agent_denial(principal)
+            if denial is not None:
+                return frozenset()
+            if pkey is not None:
+                return (await self._base_alist(principal, action, resource_type, context)
+                        | layer.granted_resources(pkey, action, resource_type))
+        return await self._base_alist(principal, action, resource_type, context)
+
+    async def _base_alist(self, principal: Any, action: str, resource_type: str,
+                          context: Mapping[str, Any] | None) -> frozenset[str]:
         try:
             pending = self.backend.alist_resources(principal, action, resource_type, context)
             return _names(await (asyncio.wait_for(pending, self.timeout) if self.timeout
@@ -360,16 +654,54 @@ class Authorizer:
             self._failed(exc)
             return frozenset()
 
-    def list_actions(self, principal: EntityLike, resource: EntityLike,
+    def list_actions(self, principal: EntityLike | Delegation, resource: EntityLike,
                      context: Mapping[str, Any] | None = None) -> frozenset[str]:
+        """Every action ``check`` would allow this principal (or delegation) on ``resource``."""
+        layer = self._layer
+        if principal.__class__ is Delegation:
+            d: Delegation = principal
+            if not layer.usable(d):
+                return frozenset()
+            return layer.combine_actions(d, resource, [
+                self._base_actions(p, resource, context) for p in d.principals])
+        if self._armed:
+            pkey, denial = layer.agent_denial(principal)
+            if denial is not None:
+                return frozenset()
+            if pkey is not None and self._breakglass:
+                return layer.combine_actions(Delegation(pkey), resource, [
+                    self._base_actions(principal, resource, context)])
+        return self._base_actions(principal, resource, context)
+
+    def _base_actions(self, principal: Any, resource: Any,
+                      context: Mapping[str, Any] | None) -> frozenset[str]:
         try:
             return _names(self.backend.list_actions(principal, resource, context))
         except Exception as exc:
             self._failed(exc)
             return frozenset()
 
-    async def alist_actions(self, principal: EntityLike, resource: EntityLike,
+    async def alist_actions(self, principal: EntityLike | Delegation, resource: EntityLike,
                             context: Mapping[str, Any] | None = None) -> frozenset[str]:
+        layer = self._layer
+        if principal.__class__ is Delegation:
+            d: Delegation = principal
+            if not layer.usable(d):
+                return frozenset()
+            found = await asyncio.gather(*(self._base_aactions(p, resource, context)
+                                           for p in d.principals))
+            return layer.combine_actions(d, resource, found)
+        if self._armed:
+            pkey, denial = layer.agent_denial(principal)
+            if denial is not None:
+                return frozenset()
+            if pkey is not None and self._breakglass:
+                return layer.combine_actions(Delegation(pkey), resource, [
+                    await self._base_aactions(principal, resource, context)])
+        return await self._base_aactions(principal, resource, context)
+
+    async def _base_aactions(self, principal: Any, resource: Any,
+                             context: Mapping[str, Any] | None) -> frozenset[str]:
         try:
             pending = self.backend.alist_actions(principal, resource, context)
             return _names(await (asyncio.wait_for(pending, self.timeout) if self.timeout
@@ -378,24 +710,61 @@ class Authorizer:
             self._failed(exc)
             return frozenset()
 
-    def authorized_fields(self, principal: EntityLike, action: str, resource: EntityLike,
-                          context: Mapping[str, Any] | None = None) -> frozenset[str]:
-        return self._require_local("authorized_fields").evaluator.authorized_fields(
-            principal, action, resource, context)
+    def authorized_fields(self, principal: EntityLike | Delegation, action: str,
+                          resource: EntityLike, context: Mapping[str, Any] | None = None
+                          ) -> frozenset[str]:
+        """The declared fields of ``resource`` this principal (or every branch) may ``action``."""
+        evaluator = self._require_local("authorized_fields").evaluator
+        if not self.check(principal, action, resource, context).allowed:
+            return frozenset()
+        principals = (principal.principals if isinstance(principal, Delegation)
+                      else (principal,))
+        result: frozenset[str] | None = None
+        for p in principals:
+            fields = evaluator.authorized_fields(p, action, resource, context)
+            result = fields if result is None else result & fields
+        return result or frozenset()
 
-    async def aauthorized_fields(self, principal: EntityLike, action: str, resource: EntityLike,
-                                 context: Mapping[str, Any] | None = None) -> frozenset[str]:
+    async def aauthorized_fields(self, principal: EntityLike | Delegation, action: str,
+                                 resource: EntityLike, context: Mapping[str, Any] | None = None
+                                 ) -> frozenset[str]:
         return self.authorized_fields(principal, action, resource, context)
 
-    def explain(self, principal: EntityLike, action: str, resource: EntityLike,
+    def explain(self, principal: EntityLike | Delegation, action: str, resource: EntityLike,
                 context: Mapping[str, Any] | None = None) -> Explanation:
-        """The full decision tree; ``str()`` of it is readable (local evaluator only)."""
-        return explain(self._require_local("explain").evaluator, principal, action, resource,
-                       context)
+        """The full decision tree; ``str()`` of it is readable (local evaluator only).
+
+        For a delegation, every branch is shown: registry, task credential,
+        task scope, each agent's grants and the user's.
+        """
+        evaluator = self._require_local("explain").evaluator
+        if isinstance(principal, Delegation):
+            return self._layer.explain(
+                lambda p: explain(evaluator, p, action, resource, context), principal, action,
+                resource, self.check(principal, action, resource, context))
+        return explain(evaluator, principal, action, resource, context)
 
     async def awrite(self, add: Iterable[RelationshipLike] = (),
                      remove: Iterable[RelationshipLike] = ()) -> int:
         return self.write(add, remove)
+
+
+def _entity_key(value: object) -> str:
+    if isinstance(value, Entity):
+        return value.key
+    if isinstance(value, str):
+        return value
+    raise InvalidInputError(f"expected an Entity or a 'type:id' string, got {type(value).__name__}")
+
+
+def _granting_objects(node: Explanation, out: set[str]) -> None:
+    """The objects on granting paths of an explanation (``obj#relation`` labels)."""
+    if node.granted:
+        label = node.label.rsplit(" ", 1)[-1]
+        if "#" in label and ":" in label:
+            out.add(label.partition("#")[0])
+        for child in node.children:
+            _granting_objects(child, out)
 
 
 def _request(item: CheckRequest | tuple[Any, ...]) -> CheckRequest:

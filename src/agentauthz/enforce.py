@@ -27,6 +27,7 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
+from agentauthz.agents.delegation import Delegation
 from agentauthz.errors import ConfigurationError, InvalidInputError, Unauthenticated
 from agentauthz.model import Entity
 
@@ -39,14 +40,17 @@ __all__ = ["acting_as", "authorize", "current_authorizer", "current_principal"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_principal: contextvars.ContextVar[EntityLike | None] = contextvars.ContextVar(
+_principal: contextvars.ContextVar[EntityLike | Delegation | None] = contextvars.ContextVar(
     "agentauthz_principal", default=None)
 _authorizer: contextvars.ContextVar[Authorizer | None] = contextvars.ContextVar(
     "agentauthz_authorizer", default=None)
 
 
-def current_principal() -> EntityLike | None:
-    """The principal set by the innermost ``acting_as`` in this thread or task."""
+def current_principal() -> EntityLike | Delegation | None:
+    """The principal set by the innermost ``acting_as`` (or task) in this thread or task.
+
+    A :class:`~agentauthz.agents.Delegation` when an agent acts for a user.
+    """
     return _principal.get()
 
 
@@ -63,14 +67,16 @@ class acting_as:  # used like a function: `with acting_as(user):`
     it ends.
     """
 
-    def __init__(self, principal: EntityLike, *, authz: Authorizer | None = None) -> None:
-        if principal is None or not isinstance(principal, Entity | str):
-            raise InvalidInputError("acting_as needs an Entity or a 'type:id' string")
+    def __init__(self, principal: EntityLike | Delegation, *,
+                 authz: Authorizer | None = None) -> None:
+        if principal is None or not isinstance(principal, Entity | str | Delegation):
+            raise InvalidInputError("acting_as needs an Entity, a 'type:id' string or a "
+                                    "Delegation")
         self.principal = principal
         self.authz = authz
         self._tokens: list[tuple[contextvars.Token[Any], contextvars.Token[Any] | None]] = []
 
-    def __enter__(self) -> EntityLike:
+    def __enter__(self) -> EntityLike | Delegation:
         p = _principal.set(self.principal)
         a = _authorizer.set(self.authz) if self.authz is not None else None
         self._tokens.append((p, a))
@@ -82,7 +88,7 @@ class acting_as:  # used like a function: `with acting_as(user):`
             _authorizer.reset(a)
         _principal.reset(p)
 
-    async def __aenter__(self) -> EntityLike:
+    async def __aenter__(self) -> EntityLike | Delegation:
         return self.__enter__()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -108,7 +114,7 @@ class acting_as:  # used like a function: `with acting_as(user):`
 
 
 @contextmanager
-def _scope(principal: EntityLike, authz: Authorizer | None) -> Iterator[None]:
+def _scope(principal: EntityLike | Delegation, authz: Authorizer | None) -> Iterator[None]:
     # a fresh acting_as per call: one decorated function may run in many tasks at once
     with acting_as(principal, authz=authz):
         yield
@@ -228,7 +234,7 @@ class _ResourceResolver:
 def authorize(action: str, resource: ResourceSpec, *, authz: Authorizer | None = ...,
               id_param: str | None = ..., context: Mapping[str, Any]
               | Callable[..., Mapping[str, Any]] | None = ...,
-              principal: EntityLike | None = ...
+              principal: EntityLike | Delegation | None = ...
               ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -240,7 +246,7 @@ def authorize(action: str, resource: ResourceSpec, **options: Any
 def authorize(action: str, resource: ResourceSpec, *, authz: Authorizer | None = None,
               id_param: str | None = None,
               context: Mapping[str, Any] | Callable[..., Mapping[str, Any]] | None = None,
-              principal: EntityLike | None = None,
+              principal: EntityLike | Delegation | None = None,
               **options: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Check ``action`` on the resource before the decorated function runs.
 
@@ -260,7 +266,7 @@ def authorize(action: str, resource: ResourceSpec, *, authz: Authorizer | None =
         resolve = _ResourceResolver(resource, fn, id_param)
 
         def prepare(args: tuple[Any, ...], kwargs: dict[str, Any]
-                    ) -> tuple[Authorizer, EntityLike, EntityLike, Mapping[str, Any] | None]:
+                    ) -> tuple[Authorizer, EntityLike | Delegation, EntityLike, Mapping[str, Any] | None]:
             who = principal if principal is not None else _principal.get()
             checker = authz if authz is not None else _authorizer.get()
             if checker is None:

@@ -127,6 +127,8 @@ rules:
   - {{id: p, effect: permit, principal: "{selector}", action: read, resource: doc}}
 """)
     a.add("role:admin#member@user:a")
+    if principal.startswith("agent:"):
+        a.agents.register(principal, owner="user:o", purpose="a principal-selector test")
     assert a.check(principal, "read", "doc:1").allowed is allowed
     assert not a.check(principal, "write", "doc:1").allowed
 

@@ -60,6 +60,8 @@ rules:
   - id: tenant-isolation
     effect: forbid
     when: has(resource.tenant) && has(principal.tenant) && resource.tenant != principal.tenant
+agents:
+  - {id: agent:bot, owner: user:e, purpose: reads documents for its owner}
 """
 PROBLEM_TYPE = "application/problem+json"
 GENERIC_403 = "The principal may not perform this action on this resource."

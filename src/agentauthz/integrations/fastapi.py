@@ -75,6 +75,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "pip install 'agentauthz[fastapi]'") from exc
 
 from agentauthz import enforce
+from agentauthz.agents.delegation import Delegation
 from agentauthz.authorizer import Authorizer
 from agentauthz.errors import (
     ApprovalRequired,
@@ -454,7 +455,7 @@ class _Guarded:
         """The error raised when the request has no principal (answered 401)."""
         return Unauthenticated(None, "no principal: nobody to decide for")
 
-    def _bound(self, request: Request) -> tuple[Authorizer, EntityLike]:
+    def _bound(self, request: Request) -> tuple[Authorizer, EntityLike | Delegation]:
         authz = self.authz if self.authz is not None else enforce.current_authorizer()
         if _SCOPE_KEY not in request.scope or authz is None:
             raise ConfigurationError(

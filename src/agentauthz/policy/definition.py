@@ -11,7 +11,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["AttributeType", "PolicyDefinition", "RuleDefinition", "TypeDefinition"]
+__all__ = [
+    "AgentDefinition",
+    "AttributeType",
+    "PolicyDefinition",
+    "RuleDefinition",
+    "TypeDefinition",
+]
 
 AttributeType = Literal[
     "string", "int", "double", "bool", "list", "map", "timestamp", "duration", "any"
@@ -74,6 +80,19 @@ class RuleDefinition(_Strict):
         return value
 
 
+class AgentDefinition(_Strict):
+    """One registered agent: who owns it, how risky it is, what it is for and may use."""
+
+    id: str
+    owner: str
+    purpose: str
+    risk: Literal["low", "medium", "high"] = "medium"
+    status: Literal["active", "suspended", "retired"] = "active"
+    tools: list[str] = Field(default_factory=list)
+    spiffe_id: str | None = None
+    description: str | None = None
+
+
 class PolicyDefinition(_Strict):
     """A whole policy: types, rules, and the declared shape of the request context."""
 
@@ -82,6 +101,7 @@ class PolicyDefinition(_Strict):
     types: dict[str, TypeDefinition]
     rules: list[RuleDefinition] = Field(default_factory=list)
     context: dict[str, AttributeType] = Field(default_factory=dict)
+    agents: list[AgentDefinition] = Field(default_factory=list)
 
     @field_validator("types", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -23,7 +24,12 @@ from pydantic import ValidationError
 
 from agentauthz.errors import PolicyError, Problem
 from agentauthz.policy.cel import CelSyntaxError, Condition, compile_condition
-from agentauthz.policy.definition import PolicyDefinition, RuleDefinition, TypeDefinition
+from agentauthz.policy.definition import (
+    AgentDefinition,
+    PolicyDefinition,
+    RuleDefinition,
+    TypeDefinition,
+)
 from agentauthz.policy.expressions import (
     ExpressionSyntaxError,
     Name,
@@ -132,6 +138,8 @@ class Policy:
         self.types: Mapping[str, TypeInfo] = _resolve_types(definition, positions, problems)
         self.rules: tuple[Rule, ...] = tuple(_resolve_rules(definition, self.types, positions,
                                                             problems))
+        self.agents: tuple[AgentDefinition, ...] = resolve_agents(
+            definition.agents, self.types, positions, problems)
         if problems:
             raise PolicyError(problems)
         canonical = json.dumps(definition.model_dump(mode="json"), sort_keys=True,
@@ -423,6 +431,67 @@ def _parse_principal(text: str) -> PrincipalSelector | None:
     if sep:
         return PrincipalSelector("userset", type_, id_, rel) if _NAME.fullmatch(rel) else None
     return PrincipalSelector("entity", type_, id_)
+
+
+_SPIFFE: Final = re.compile(r"spiffe://[a-z0-9._-]{1,255}(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+")
+
+
+def resolve_agents(agents: Iterable[AgentDefinition], types: Mapping[str, object],
+                   pos: Positions, problems: list[Problem], *,
+                   indices: Iterable[int] | None = None) -> tuple[AgentDefinition, ...]:
+    """Agent definitions with ids and owners as full ``type:id`` keys; problems appended.
+
+    A bare id (``support-bot``) means ``agent:support-bot``. Agent and owner
+    types must be declared by the policy (when ``types`` is not empty).
+    """
+    out: list[AgentDefinition] = []
+    seen: dict[str, int] = {}
+    spiffe_seen: set[str] = set()
+    for index, adef in zip(itertools.count() if indices is None else indices, agents,
+                           strict=False):
+        at: PathKey = ("agents", index)
+        ok = True
+        key = adef.id if ":" in adef.id else f"agent:{adef.id}"
+        for field_name, value, what in (("id", key, "agent"), ("owner", adef.owner, "owner")):
+            type_, colon, id_ = value.partition(":")
+            if not colon or not _NAME.fullmatch(type_) or not id_ or id_ == "*" or any(
+                    c.isspace() or c == "#" for c in id_):
+                problems.append(pos.problem((*at, field_name), f"{what} {value!r} is not a "
+                                            "'type:id' entity", hint="e.g. 'agent:support-bot' "
+                                            "or 'team:support'"))
+                ok = False
+            elif types and type_ not in types:
+                problems.append(pos.problem((*at, field_name), f"{what} type {type_!r} is not "
+                                            "declared in the policy",
+                                            hint=_suggest(type_, types) or f"add '{type_}:' "
+                                            "under 'types:'"))
+                ok = False
+        if key in seen:
+            problems.append(pos.problem((*at, "id"), f"agent {key!r} is registered twice "
+                                        f"(first at index {seen[key]})"))
+            ok = False
+        seen.setdefault(key, index)
+        if not adef.purpose.strip():
+            problems.append(pos.problem((*at, "purpose"), "an agent needs a purpose",
+                                        hint="say in a sentence what the agent is for"))
+            ok = False
+        if adef.spiffe_id is not None:
+            if not _SPIFFE.fullmatch(adef.spiffe_id):
+                problems.append(pos.problem((*at, "spiffe_id"), f"{adef.spiffe_id!r} is not a "
+                                            "SPIFFE id", hint="spiffe://<trust-domain>/<path>"))
+                ok = False
+            elif adef.spiffe_id in spiffe_seen:
+                problems.append(pos.problem((*at, "spiffe_id"), f"SPIFFE id {adef.spiffe_id!r} "
+                                            "names two agents"))
+                ok = False
+            spiffe_seen.add(adef.spiffe_id)
+        for t, tool in enumerate(adef.tools):
+            if not tool.strip():
+                problems.append(pos.problem((*at, "tools", t), "empty tool name"))
+                ok = False
+        if ok:
+            out.append(adef.model_copy(update={"id": key}))
+    return tuple(out)
 
 
 def _resolve_rules(defn: PolicyDefinition, types: Mapping[str, TypeInfo], pos: Positions,
