@@ -11,6 +11,7 @@
     ├── BackendError            a backend could not answer (becomes a deny, or is raised if asked)
     └── AuthorizationError      not allowed; raised by authorize() and enforcement points
         ├── Unauthenticated     there is no principal
+        │   └── CredentialError a task credential that cannot be trusted (carries reason)
         ├── Forbidden           may know the resource exists, may not do this
         ├── NotFound            may not even read it: answered as if it did not exist
         └── ApprovalRequired    needs a person's approval first (carries request_id)
@@ -37,6 +38,7 @@ __all__ = [
     "BackendError",
     "ConditionError",
     "ConfigurationError",
+    "CredentialError",
     "Forbidden",
     "InvalidInputError",
     "NotFound",
@@ -116,6 +118,19 @@ class AuthorizationError(AgentAuthzError):
 
 class Unauthenticated(AuthorizationError):
     """There is no principal: nobody to decide for."""
+
+
+class CredentialError(Unauthenticated):
+    """A task credential that cannot be trusted, so there is no principal to decide for.
+
+    ``reason`` says why, one of ``malformed``, ``unknown_key``,
+    ``bad_signature``, ``expired``, ``widened``, ``revoked``, ``wrong_agent``
+    and ``too_long``; ``decision`` is ``None``: nothing was decided.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(None, message)
+        self.reason = reason
 
 
 class Forbidden(AuthorizationError):
