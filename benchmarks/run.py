@@ -433,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-load", action="store_true")
     ap.add_argument("--skip-enforcement", action="store_true",
                     help="skip the @authorize and FastAPI measurements")
+    ap.add_argument("--skip-agents", action="store_true",
+                    help="skip the agent-layer measurements")
     ap.add_argument("--out", default=str(RESULTS), help="markdown report (default %(default)s)")
     # worker-mode options (one fresh process per measurement)
     ap.add_argument("--worker", choices=["list", "load"], help=argparse.SUPPRESS)
@@ -567,6 +569,18 @@ def main(argv: list[str] | None = None) -> int:
         P("`wrk -t1 -c32` on loopback against one uvicorn worker each "
           "(`benchmarks/fastapi_load.py`); rounds alternate between the servers.\n")
         P(fl.stdout.strip() if fl.returncode == 0 else f"_failed: {fl.stderr[-500:]}_")
+        P("")
+
+    # ------------------------------------------------------------------ agents
+    if not args.skip_agents:
+        log("agent layer (benchmarks/agents.py) ...")
+        ag = subprocess.run([sys.executable, str(here / "agents.py"), "--calls",
+                             "5000" if args.quick else "20000"],
+                            capture_output=True, text=True, check=False)
+        P("## 6. Agents: delegated checks, task credentials, attenuation\n")
+        P("Per-call median and p99 (`benchmarks/agents.py`): team → folder → document, "
+          "the agent and the user both members of the team.\n")
+        P(ag.stdout.strip() if ag.returncode == 0 else f"_failed: {ag.stderr[-500:]}_")
         P("")
 
     # ----------------------------------------------------------------- targets

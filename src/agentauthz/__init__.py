@@ -10,6 +10,7 @@ Schema-driven relationships plus conditions, decided in process::
     print(decision.explain())
 """
 
+from agentauthz.agents import Delegation
 from agentauthz.authorizer import Authorizer
 from agentauthz.backends import BaseBackend, LocalBackend
 from agentauthz.cache import CacheStats, DecisionCache
@@ -25,6 +26,7 @@ from agentauthz.errors import (
     BackendError,
     ConditionError,
     ConfigurationError,
+    CredentialError,
     Forbidden,
     InvalidInputError,
     NotFound,
@@ -51,8 +53,10 @@ __all__ = [
     "CheckRequest",
     "ConditionError",
     "ConfigurationError",
+    "CredentialError",
     "Decision",
     "DecisionCache",
+    "Delegation",
     "Entity",
     "Explanation",
     "Forbidden",

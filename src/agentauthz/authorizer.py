@@ -332,11 +332,7 @@ class Authorizer:
             return layer.check(base, principal, action, resource, context)
         pkey = principal if principal.__class__ is str else getattr(principal, "key", None)
         if pkey.__class__ is str and pkey[:pkey.find(":")] in layer.registry._types:
-            denial = layer.gate((pkey,))
-            if denial is not None:
-                return Decision(False, Outcome.DENY, (denial,), "")
-            return layer.settle(pkey, action, resource,
-                                base(principal, action, resource, context))
+            return layer.check_agent(base, pkey, principal, action, resource, context)
         decision = base(principal, action, resource, context)
         if decision.allowed or not layer.breakglass or pkey.__class__ is not str:
             return decision

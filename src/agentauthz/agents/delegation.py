@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from agentauthz.agents.breakglass import BreakGlass
-from agentauthz.agents.registry import AgentRegistry
+from agentauthz.agents.registry import AgentRegistry, AgentStatus
 from agentauthz.agents.revocation import RevocationStore
 from agentauthz.errors import InvalidInputError
 from agentauthz.model import Decision, Entity, Outcome, Reason, parse_entity_key
@@ -173,6 +173,23 @@ class AgentLayer:
                 return pkey, Decision(False, _DENY, (reason,), "")
         return pkey, None
 
+    def check_agent(self, base: BaseCheck, pkey: str, principal: Any, action: str, resource: Any,
+                    context: Mapping[str, Any] | None) -> Decision:
+        """A plain check whose principal is an agent: gate, policy, break-glass, usage."""
+        record = self.registry._records.get(pkey)
+        if (record is None or record.status is not AgentStatus.ACTIVE
+                or self.revocations.revoked("agent", (pkey,)) is not None):
+            reason = self.gate((pkey,))
+            assert reason is not None
+            return Decision(False, _DENY, (reason,), "")
+        decision = base(principal, action, resource, context)
+        rkey = resource if resource.__class__ is str else _resource_key(resource)
+        if rkey is not None:
+            if not decision.allowed and self.breakglass:
+                decision = self.overlay(pkey, action, rkey, decision)
+            self.registry.record_use(pkey, action, rkey, decision.allowed)
+        return decision
+
     def settle(self, pkey: str | None, action: str, resource: Any, decision: Decision) -> Decision:
         """A plain check's answer: break-glass applied, and an agent's use recorded."""
         rkey = _resource_key(resource)
@@ -215,19 +232,28 @@ class AgentLayer:
         The synchronous twin of ``precheck`` + ``combine`` (which the async
         path uses to decide branches concurrently), inlined for the hot path.
         """
-        rkey, principals, denial = self.precheck(d, action, resource)
-        if denial is not None:
-            return denial
-        reasons: list[Reason] = []
-        for principal in principals:
+        records = self.registry._records
+        task = d.task
+        rkey = resource if resource.__class__ is str else _resource_key(resource)
+        if rkey is None or task is not None or len(d.agents) != 1 or not (
+                (record := records.get(d.agent)) is not None
+                and record.status is AgentStatus.ACTIVE
+                and self.revocations.revoked("agent", d.agents) is None):
+            # the general path: several agents, a task, or a gate that says no
+            rkey, _, denial = self.precheck(d, action, resource)
+            if denial is not None:
+                return denial
+        reasons: tuple[Reason, ...] = (d._allowed,)
+        for principal in d.principals:
             decision = base(principal, action, resource, context)
-            if not decision.allowed:
+            if not decision._allowed:
                 decision = self.overlay(principal, action, rkey, decision)
-                if not decision.allowed:
-                    return self._branch_denied(d, principal, action, rkey, decision)
-            reasons += decision.reasons
+                if not decision._allowed:
+                    return self._branch_denied(d, principal, action, rkey,
+                                               decision)
+            reasons += decision._reasons
         self.registry.record_use(d.agent, action, rkey, True)
-        return Decision(True, _ALLOW, (d._allowed, *reasons), decision.policy_version)
+        return Decision(True, _ALLOW, reasons, decision._version)
 
     def _branch_denied(self, d: Delegation, principal: str, action: str, rkey: str,
                        decision: Decision) -> Decision:

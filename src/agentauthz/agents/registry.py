@@ -92,13 +92,16 @@ class AgentUsage:
     """What an agent has done: kept per agent, updated on each of its decisions."""
 
     last_used_at: float | None = None
-    decisions: int = 0
     allowed: int = 0
     denied: int = 0
     tools: dict[str, int] = field(default_factory=dict)
     reached: set[tuple[str, str]] = field(default_factory=set)
     """Allowed (action, resource) pairs, up to :data:`MAX_TRACKED_RESOURCES`."""
     truncated: bool = False
+
+    @property
+    def decisions(self) -> int:
+        return self.allowed + self.denied
 
 
 class AgentRegistry:
@@ -284,7 +287,6 @@ class AgentRegistry:
         if usage is None:
             return
         usage.last_used_at = self._clock()
-        usage.decisions += 1
         if allowed:
             usage.allowed += 1
             reached = usage.reached

@@ -433,7 +433,8 @@ def _parse_principal(text: str) -> PrincipalSelector | None:
     return PrincipalSelector("entity", type_, id_)
 
 
-_SPIFFE: Final = re.compile(r"spiffe://[a-z0-9._-]{1,255}(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+")
+_SPIFFE: Final = re.compile(r"spiffe://[a-z0-9._-]{1,255}(/[A-Za-z0-9._-]+)+")
+"""A SPIFFE id per the SPIFFE-ID spec: lowercase trust domain, path segments of [A-Za-z0-9._-]."""
 
 
 def resolve_agents(agents: Iterable[AgentDefinition], types: Mapping[str, object],
