@@ -183,3 +183,15 @@ def test_token_crosses_a_process_boundary(tmp_path: object) -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True)
     assert out.stdout.split() == ["True", "False", "False", "CredentialError", "unknown_key"]
+
+
+def test_revoked_task_is_not_served_from_the_cache() -> None:
+    authz = Authorizer(POLICY, data=DATA, cache=True)
+    with authz.acting_as("agent:helper", on_behalf_of="user:alice"), \
+            authz.task(scope=SCOPE, purpose="cached") as task:
+        assert task.check("read", "document:a").allowed
+        assert task.check("read", "document:a").allowed
+        stats = authz.cache_stats()
+        assert stats is not None and stats.hits >= 1   # the branch checks were cached
+        authz.revoke(task=task.task_id)
+        assert kinds(task.check("read", "document:a")) == ["task_revoked"]
