@@ -13,9 +13,10 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from agentauthz import enforce
+from agentauthz.agents.approvals import Approvals
 from agentauthz.agents.breakglass import BreakGlass, BreakGlassGrant
 from agentauthz.agents.credentials import KeyRing, Scope, TaskCredentials
 from agentauthz.agents.delegation import AgentLayer, Delegation
@@ -40,6 +41,9 @@ from agentauthz.errors import (
 from agentauthz.model import Decision, Entity, EntityLike, Outcome, Reason, Relationship
 from agentauthz.policy.schema import Policy
 from agentauthz.typing import Backend
+
+if TYPE_CHECKING:
+    from agentauthz.agents.guard import ToolGuard
 
 __all__ = ["Authorizer"]
 
@@ -167,6 +171,9 @@ class Authorizer:
                                                       max_ttl=max_task_ttl)
         """Issues and verifies task credentials: ``authz.tasks.verify(token)``."""
         self._breakglass = BreakGlass(on_change=self.invalidate)
+        self.approvals: Approvals = Approvals()
+        """Pending step-up requests: ``authz.approvals.approve(request_id, approver=...)``."""
+        self._guard: ToolGuard | None = None
         self._layer = AgentLayer(registry, self.revocations, self.tasks, self._breakglass)
         self._register_policy_agents(replace=False)
 
@@ -556,6 +563,20 @@ class Authorizer:
         self._arm()
         return self._breakglass.grant(_entity_key(principal), action, _entity_key(resource),
                                       reason=reason, approver=_entity_key(approver), ttl=ttl)
+
+    @property
+    def guard(self) -> ToolGuard:
+        """This authorizer's default tool guard (declarations from the policy's ``tools:``)."""
+        if self._guard is None:
+            self._guard = self.tool_guard()
+        return self._guard
+
+    def tool_guard(self, **options: Any) -> ToolGuard:
+        """A new :class:`~agentauthz.agents.guard.ToolGuard` (options as for its constructor)."""
+        from agentauthz.agents.guard import ToolGuard
+
+        self._arm()
+        return ToolGuard(self, **options)
 
     def break_glass_grants(self) -> list[BreakGlassGrant]:
         """Every break-glass grant in force now."""

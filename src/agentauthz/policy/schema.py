@@ -140,6 +140,7 @@ class Policy:
                                                             problems))
         self.agents: tuple[AgentDefinition, ...] = resolve_agents(
             definition.agents, self.types, positions, problems)
+        self.tools, self.chains = _resolve_tools(definition, self.types, positions, problems)
         if problems:
             raise PolicyError(problems)
         canonical = json.dumps(definition.model_dump(mode="json"), sort_keys=True,
@@ -493,6 +494,45 @@ def resolve_agents(agents: Iterable[AgentDefinition], types: Mapping[str, object
         if ok:
             out.append(adef.model_copy(update={"id": key}))
     return tuple(out)
+
+
+def _resolve_tools(defn: PolicyDefinition, types: Mapping[str, TypeInfo], pos: Positions,
+                   problems: list[Problem]) -> tuple[Mapping[str, Any], tuple[Any, ...]]:
+    """Tool declarations and chain rules, compiled (imported lazily: they live with agents)."""
+    if not defn.tools and not defn.chains:
+        return {}, ()
+    from agentauthz.agents.chains import ChainRule
+    from agentauthz.agents.tools import ToolSpec
+    from agentauthz.errors import InvalidInputError
+
+    tools = {}
+    for name, tdef in defn.tools.items():
+        try:
+            spec = ToolSpec.from_definition(name, tdef)
+        except InvalidInputError as exc:
+            problems.append(pos.problem(("tools", name), str(exc)))
+            continue
+        for template, where in ((spec.resource, "resource"),
+                                (spec.result.resource if spec.result else None,
+                                 "result")):
+            if isinstance(template, str) and types and template.partition(":")[0] not in types:
+                type_ = template.partition(":")[0]
+                problems.append(pos.problem(("tools", name, where), f"type {type_!r} is not "
+                                            "declared in the policy",
+                                            hint=_suggest(type_, types)))
+        tools[name] = spec
+    chains = []
+    seen: set[str] = set()
+    for index, cdef in enumerate(defn.chains):
+        if cdef.id in seen:
+            problems.append(pos.problem(("chains", index, "id"), f"duplicate chain rule id "
+                                        f"{cdef.id!r}"))
+        seen.add(cdef.id)
+        try:
+            chains.append(ChainRule.from_definition(cdef))
+        except InvalidInputError as exc:
+            problems.append(pos.problem(("chains", index), str(exc)))
+    return tools, tuple(chains)
 
 
 def _resolve_rules(defn: PolicyDefinition, types: Mapping[str, TypeInfo], pos: Positions,
