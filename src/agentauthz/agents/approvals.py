@@ -48,6 +48,8 @@ class ApprovalRequest:
     reasons: tuple[Reason, ...]
     fingerprint: str
     created_at: float = field(default_factory=time.time)
+    agents: tuple[str, ...] = ()
+    """The agents behind the request: none of them may approve it."""
 
     @property
     def summary(self) -> str:
@@ -88,11 +90,11 @@ class Approvals:
         self._lock = threading.Lock()
 
     def request(self, *, principal: str, tool: str, action: str, resource: str,
-                arguments: Mapping[str, Any], reasons: tuple[Reason, ...], fingerprint: str
-                ) -> ApprovalRequest:
+                arguments: Mapping[str, Any], reasons: tuple[Reason, ...], fingerprint: str,
+                agents: tuple[str, ...] = ()) -> ApprovalRequest:
         """Record a pending request; returns it with a fresh id."""
         req = ApprovalRequest(f"apr-{secrets.token_hex(8)}", principal, tool, action, resource,
-                              dict(arguments), reasons, fingerprint, self._clock())
+                              dict(arguments), reasons, fingerprint, self._clock(), agents)
         with self._lock:
             if len(self._pending) >= MAX_PENDING:
                 oldest = min(self._pending.values(), key=lambda r: r.created_at)
@@ -112,10 +114,10 @@ class Approvals:
             req = self._pending.pop(request_id, None)
             if req is None:
                 raise InvalidInputError(f"no pending approval request {request_id!r}")
-            if approver == req.principal or approver in req.principal.split(">"):
+            if approver == req.principal or approver in req.agents:
                 self._pending[request_id] = req
-                raise InvalidInputError("a request cannot be approved by the principal that "
-                                        "made it")
+                raise InvalidInputError("an agent cannot approve its own request: a person "
+                                        "must")
             life = self.ttl if ttl is None else ttl
             if not 0 < life <= self.ttl:
                 self._pending[request_id] = req

@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -36,7 +36,7 @@ from agentauthz.errors import InvalidInputError
 from agentauthz.model import Reason
 from agentauthz.policy.definition import ChainRuleDefinition
 
-__all__ = ["ChainRule", "Ledger", "Ledgers", "Step"]
+__all__ = ["ChainRule", "Ledger", "Ledgers", "Step", "Summary"]
 
 MAX_STEPS: Final = 10_000
 
@@ -89,30 +89,25 @@ class ChainRule:
         return ((self.tools is None or tool in self.tools)
                 and (self.effects is None or effect in self.effects))
 
-    def fires(self, steps: Iterable[Step], tool: str, effect: Effect,
+    def fires(self, seen: Summary, tool: str, effect: Effect,
               attributes: Mapping[str, Any]) -> str | None:
-        """Why this rule fires for the next call, given the earlier allowed steps."""
+        """Why this rule fires for the next call, given what the task has done so far."""
         if not self.applies(tool, effect):
             return None
-        done = [s for s in steps if s.allowed]
         if self.after_labels is not None:
-            for step in done:
-                hit = step.labels & self.after_labels
-                if hit:
-                    article = "an" if effect.value[0] in "aeiou" else "a"
-                    return (f"{article} {effect.value} call after this task read "
-                            f"{sorted(hit)[0]} data "
-                            f"(via {step.tool} on {step.resource})")
+            for label in sorted(self.after_labels & seen.labels.keys()):
+                step = seen.labels[label]
+                article = "an" if effect.value[0] in "aeiou" else "a"
+                return (f"{article} {effect.value} call after this task read {label} data "
+                        f"(via {step.tool} on {step.resource})")
             return None
         if self.first:
             assert self.effects is not None
-            if any(s.effect in self.effects for s in done):
+            if self.effects & seen.effects or Effect.READ not in seen.effects:
                 return None
-            if any(s.effect is Effect.READ for s in done):
-                return f"the task's first {effect.value} call after reading"
-            return None
+            return f"the task's first {effect.value} call after reading"
         if self.max_calls is not None:
-            used = sum(1 for s in done if self.applies(s.tool, s.effect))
+            used = sum(n for (t, e), n in seen.calls.items() if self.applies(t, e))
             if used >= self.max_calls:
                 scope = f"tool {tool}" if self.tools else "this task"
                 return f"budget of {self.max_calls} calls for {scope} is spent"
@@ -120,11 +115,10 @@ class ChainRule:
         name = self.same_attribute
         assert name is not None
         value = attributes.get(name)
-        for step in done:
-            earlier = step.attributes.get(name)
-            if earlier is not None and earlier != value:
+        for earlier, step in seen.values.get(name, {}).items():
+            if earlier != _hashed(value):
                 return (f"{name} {str(value)[:64]!r} differs from an earlier step's "
-                        f"{str(earlier)[:64]!r} ({step.resource})")
+                        f"{str(step.attributes.get(name))[:64]!r} ({step.resource})")
         return None
 
     def reason(self, why: str) -> Reason:
@@ -132,12 +126,44 @@ class ChainRule:
         return Reason(kind, f"chain rule {self.id!r}: {why}", self.id)
 
 
+def _hashed(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+@dataclass(slots=True)
+class Summary:
+    """What a task has done, kept up to date as steps are added: rules read only this."""
+
+    labels: dict[str, Step] = field(default_factory=dict)
+    """Each label read, with the first step that read it."""
+    effects: set[Effect] = field(default_factory=set)
+    calls: dict[tuple[str, Effect], int] = field(default_factory=dict)
+    values: dict[str, dict[Any, Step]] = field(default_factory=dict)
+    """Per attribute name, each value seen (up to 8), with the first step that saw it."""
+
+    def add(self, step: Step) -> None:
+        for label in step.labels:
+            self.labels.setdefault(label, step)
+        self.effects.add(step.effect)
+        key = (step.tool, step.effect)
+        self.calls[key] = self.calls.get(key, 0) + 1
+        for name, value in step.attributes.items():
+            seen = self.values.setdefault(name, {})
+            if len(seen) < 8:
+                seen.setdefault(_hashed(value), step)
+
+
 @dataclass(slots=True)
 class Ledger:
-    """The steps of one task, in order. Appends and reads hold its lock."""
+    """The steps of one task, in order, and their summary. Writers hold :attr:`lock`."""
 
     key: str
     steps: list[Step] = field(default_factory=list)
+    summary: Summary = field(default_factory=Summary)
     lock: threading.Lock = field(default_factory=threading.Lock)
     truncated: bool = False
 
@@ -150,11 +176,28 @@ class Ledger:
             self.append_locked(step)
 
     def append_locked(self, step: Step) -> None:
-        """Append while the caller holds :attr:`lock` (decide-and-record is one step)."""
+        """Append while the caller holds :attr:`lock` (decide-and-record is one step).
+
+        The summary keeps counting past :data:`MAX_STEPS`; only the oldest
+        step records are dropped.
+        """
         if len(self.steps) >= MAX_STEPS:
             self.truncated = True
             del self.steps[0]
         self.steps.append(step)
+        self.summary.add(step)
+
+    def add_labels_locked(self, step: Step, labels: frozenset[str]) -> Step:
+        """Replace ``step`` by a copy with more labels (a result revealed them)."""
+        updated = Step(step.tool, step.action, step.resource, step.effect, step.labels | labels,
+                       step.attributes, step.allowed, step.at)
+        for i in range(len(self.steps) - 1, -1, -1):
+            if self.steps[i] is step:
+                self.steps[i] = updated
+                break
+        for label in labels:
+            self.summary.labels.setdefault(label, updated)
+        return updated
 
 
 class Ledgers:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import functools
 import inspect
 import logging
@@ -254,19 +253,23 @@ class ToolGuard:
         reasons = list(decision.reasons)
         effect = spec.effect if spec is not None else Effect.PRIVILEGED
         attributes = self._attributes(call.resource)
-        steps = ledger.snapshot()
-        for rule in self.chains:
-            why = rule.fires(steps, name, effect, attributes)
-            if why is None:
-                continue
-            if rule.decision == "deny":
-                call.decision = Decision(False, _DENY, (rule.reason(why),), version)
+        with ledger.lock:  # decide and record in one step: concurrent calls see each other
+            for rule in self.chains:
+                why = rule.fires(ledger.summary, name, effect, attributes)
+                if why is None:
+                    continue
+                if rule.decision == "deny":
+                    call.decision = Decision(False, _DENY, (rule.reason(why),), version)
+                    return call, None
+                needs_approval = True
+                reasons.insert(0, rule.reason(why))
+            if not needs_approval:
+                call.decision = Decision(True, _ALLOW, tuple(reasons), version)
+                call.step = Step(name, call.action, call.resource, effect,
+                                 self._labels(spec, attributes), dict(attributes), True,
+                                 time.time())
+                ledger.append_locked(call.step)
                 return call, None
-            needs_approval = True
-            reasons.insert(0, rule.reason(why))
-        if not needs_approval:
-            call.decision = Decision(True, _ALLOW, tuple(reasons), version)
-            return call, None
         fp = fingerprint(pkey, call.task, name, args)
         approved = self.authz.approvals.consume(fp)
         if approved is not None:
@@ -274,7 +277,8 @@ class ToolGuard:
             return call, None
         request = self.authz.approvals.request(
             principal=pkey, tool=name, action=call.action, resource=call.resource,
-            arguments=args, reasons=tuple(reasons), fingerprint=fp)
+            arguments=args, reasons=tuple(reasons), fingerprint=fp,
+            agents=d.agents if d is not None else ((agent,) if agent is not None else ()))
         call.decision = Decision(False, _APPROVAL, (
             Reason("approval_required", f"a person must approve request {request.id} first: "
                    f"{reasons[0].message}", request.id), *reasons), version)
@@ -301,9 +305,10 @@ class ToolGuard:
             return _deny(f"hard_block:{spec.hard_block.value}",
                          f"tool {name!r} is declared {spec.hard_block.value}: blocked for agents "
                          "whatever the policy permits")
-        escalation = self_escalation(args, identities, name=name,
-                                     description=description or (spec.description if spec
-                                                                 else None))
+        # a tool declared to only read cannot raise anyone: its declaration is trusted
+        escalation = None if spec is not None and spec.effect is Effect.READ else \
+            self_escalation(args, identities, name=name,
+                            description=description or (spec.description if spec else None))
         if escalation is not None and not self._opened(agent, name):
             return _deny("hard_block:self_escalation", f"tool {name!r} would change the "
                          f"privileges of the agent or its owner ({escalation.evidence})")
@@ -383,20 +388,18 @@ class ToolGuard:
 
     # ---------------------------------------------------------- recording
     def _recorded(self, call: GuardedCall) -> GuardedCall:
-        """Record an allowed call in its ledger, re-checking deny chain rules under the lock."""
-        if call.decision.allowed:
+        """Record an approved call in its ledger, re-checking deny chain rules under the lock."""
+        if call.decision.allowed and call.step is None:
             ledger = self._ledger(call)
             spec = call.spec
             effect = spec.effect if spec is not None else Effect.PRIVILEGED
             attributes = self._attributes(call.resource)
             with ledger.lock:
-                steps = tuple(ledger.steps)
                 for rule in self.chains:
-                    if rule.decision != "deny" and not any(
-                            r.kind == "approved" for r in call.decision.reasons):
+                    if rule.decision != "deny":
                         continue
-                    why = rule.fires(steps, call.tool, effect, attributes)
-                    if why is not None and rule.decision == "deny":
+                    why = rule.fires(ledger.summary, call.tool, effect, attributes)
+                    if why is not None:
                         call.decision = Decision(False, _DENY, (rule.reason(why),),
                                                  call.decision.policy_version)
                         break
@@ -405,10 +408,11 @@ class ToolGuard:
                                      self._labels(spec, attributes), dict(attributes), True,
                                      time.time())
                     ledger.append_locked(call.step)
+        if call.decision.allowed:
             agent = self._agent_of(call)
-            if agent is not None and call.decision.allowed:
+            if agent is not None:
                 self.authz.agents.record_tool(agent, call.tool)
-        if not call.decision.allowed:
+        else:
             self._audit(call, ())
         return call
 
@@ -461,13 +465,8 @@ class ToolGuard:
         if not labels - step.labels:
             return
         ledger = self._ledger(call)
-        updated = dataclasses.replace(step, labels=step.labels | labels)
         with ledger.lock:
-            for i in range(len(ledger.steps) - 1, -1, -1):
-                if ledger.steps[i] is step:
-                    ledger.steps[i] = updated
-                    break
-        call.step = updated
+            call.step = ledger.add_labels_locked(step, frozenset(labels))
 
     # ---------------------------------------------------------- filtering
     def _filter(self, call: GuardedCall, rs: ResultSpec, result: Any, withheld: list[str],
