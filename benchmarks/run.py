@@ -582,6 +582,16 @@ def main(argv: list[str] | None = None) -> int:
           "the agent and the user both members of the team.\n")
         P(ag.stdout.strip() if ag.returncode == 0 else f"_failed: {ag.stderr[-500:]}_")
         P("")
+        log("tool guard (benchmarks/guard.py) ...")
+        gd = subprocess.run([sys.executable, str(here / "guard.py"), "--calls",
+                             "5000" if args.quick else "20000"],
+                            capture_output=True, text=True, check=False)
+        P("## 7. Tool guard: overhead per tool call\n")
+        P("Per-call median and p99 (`benchmarks/guard.py`): an agent for a user, in a task, "
+          "calls a declared tool the policy allows; four chain rules, ledger and in-memory "
+          "audit.\n")
+        P(gd.stdout.strip() if gd.returncode == 0 else f"_failed: {gd.stderr[-500:]}_")
+        P("")
 
     # ----------------------------------------------------------------- targets
     P("## Targets\n")
