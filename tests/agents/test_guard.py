@@ -251,6 +251,20 @@ def test_declared_hard_block_beats_the_policy(authz: Authorizer) -> None:
     assert calls["rotate_password"] == 0
 
 
+@pytest.mark.parametrize("category", ["privilege_change", "token_minting", "credential_change"])
+def test_each_declared_category_is_blocked_even_when_the_policy_allows(
+        authz: Authorizer, category: str) -> None:
+    authz.guard.declare(ToolSpec("innocent_name", hard_block=category))
+    authz.add("tool:innocent_name#user@team:t#member")
+    authz.agents.register("agent:bot", owner="user:alice", purpose="x",
+                          tools=["innocent_name"], replace=True)
+    with authz.acting_as("user:alice"):
+        assert authz.guard.begin("innocent_name", {}).allowed   # a person may
+    with authz.acting_as("agent:bot", on_behalf_of="user:alice"):
+        call = authz.guard.begin("innocent_name", {})
+    assert call.decision.reasons[0].kind == f"hard_block:{category}"
+
+
 def test_runtime_discovered_tool_from_description_and_arguments(authz: Authorizer) -> None:
     authz.agents.register("agent:bot", owner="user:alice", purpose="x",
                           tools=["helper", "run"], replace=True)
