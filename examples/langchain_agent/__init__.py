@@ -1,0 +1,1 @@
+"""A LangChain support assistant whose every tool call agentauthz decides (see README.md)."""
