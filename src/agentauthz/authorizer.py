@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from agentauthz import enforce
 from agentauthz.agents.approvals import Approvals
 from agentauthz.agents.breakglass import BreakGlass, BreakGlassGrant
+from agentauthz.agents.chains import Ledgers
 from agentauthz.agents.credentials import KeyRing, Scope, TaskCredentials
 from agentauthz.agents.delegation import AgentLayer, Delegation
 from agentauthz.agents.registry import AgentRegistry
@@ -174,6 +175,8 @@ class Authorizer:
         self.approvals: Approvals = Approvals()
         """Pending step-up requests: ``authz.approvals.approve(request_id, approver=...)``."""
         self._guard: ToolGuard | None = None
+        self.ledgers: Ledgers = Ledgers()
+        """Each task's ledger of tool calls, shared by every guard of this authorizer."""
         self._layer = AgentLayer(registry, self.revocations, self.tasks, self._breakglass)
         self._register_policy_agents(replace=False)
 

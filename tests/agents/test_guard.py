@@ -572,3 +572,62 @@ def test_bad_tool_declarations_fail_at_load() -> None:
         ToolSpec("x", resource="{id}")
     with pytest.raises(InvalidInputError):
         ToolSpec("x", constraints={"a": {"pattern": "("}})
+
+
+def test_denial_records_name_the_resource(authz: Authorizer,
+                                          audit: list[ToolCallRecord]) -> None:
+    guard = authz.tool_guard(audit=audit.append)
+    guard.declare(ToolSpec("rotate_key", action="write", resource="ticket:{ticket_id}",
+                           hard_block="credential_change"))
+    with authz.acting_as("agent:bot", on_behalf_of="user:alice"):
+        guard.begin("rotate_key", {"ticket_id": "1"})
+    assert (audit[-1].action, audit[-1].resource) == ("write", "ticket:1")
+
+
+def test_handler_names_the_approver_and_sees_the_principal(authz: Authorizer) -> None:
+    from agentauthz import current_principal
+
+    seen: list[object] = []
+
+    def person(request: ApprovalRequest) -> str:
+        seen.append(current_principal())
+        return "user:carol"
+
+    t = tools_for(authz, approval_handler=person)
+    guard = authz.tool_guard(approval_handler=person)
+    with authz.acting_as("agent:bot", on_behalf_of="user:alice"), \
+            authz.task(scope=[("*", "*")], purpose="triage") as task:
+        t["read_ticket"](ticket_id="1")
+        call = guard.begin("update_ticket", {"ticket_id": "1"})
+    assert call.allowed and "approved by user:carol" in call.decision.reasons[0].message
+    assert seen == [task.principal]
+
+
+def test_guards_of_one_authorizer_share_the_ledger(authz: Authorizer) -> None:
+    first, second = authz.tool_guard(), authz.tool_guard()
+    with authz.acting_as("agent:bot", on_behalf_of="user:alice"), \
+            authz.task(scope=[("*", "*")], purpose="triage"):
+        assert first.begin("search", {"query": "a"}).allowed
+        assert second.begin("search", {"query": "b"}).allowed
+        assert not first.begin("search", {"query": "c"}).allowed   # the budget is per task
+
+
+def test_handler_answering_as_the_agent_is_a_denial(authz: Authorizer) -> None:
+    guard = authz.tool_guard(approval_handler=lambda request: "agent:bot")
+    with authz.acting_as("agent:bot", on_behalf_of="user:alice"), \
+            authz.task(scope=[("*", "*")], purpose="triage"):
+        guard.begin("read_ticket", {"ticket_id": "1"})
+        call = guard.begin("update_ticket", {"ticket_id": "1"})
+    assert not call.allowed and call.decision.reasons[0].kind == "approval_denied"
+
+
+def test_a_failing_tool_is_audited(authz: Authorizer, audit: list[ToolCallRecord]) -> None:
+    def read_ticket(ticket_id: str) -> str:
+        raise OSError("backend down")
+
+    guarded = authz.tool_guard(audit=audit.append).wrap(read_ticket)
+    with authz.acting_as("agent:bot", on_behalf_of="user:alice"), \
+            pytest.raises(OSError, match="backend down"):
+        guarded(ticket_id="1")
+    assert audit[-1].decision.allowed and audit[-1].withheld == ("no result: the tool raised "
+                                                                 "OSError",)

@@ -387,7 +387,8 @@ def test_badly_typed_arguments_are_decided_then_rejected_by_langchain(
     [message] = run(authz, agent_for(model, guard))
     assert message.status == "error" and not is_denied(message)  # LangChain's validation error
     assert calls["search"] == 0
-    assert [(r.tool, r.decision.allowed, r.withheld) for r in records] == [("search", True, ())]
+    assert [(r.tool, r.decision.allowed, r.withheld) for r in records] == [
+        ("search", True, ("no result: the tool failed",))]
 
 
 # --------------------------------------------------------------------------- concurrency

@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -55,7 +57,7 @@ from agentauthz.errors import (
     Forbidden,
     InvalidInputError,
 )
-from agentauthz.model import Decision, Entity, Outcome, Reason
+from agentauthz.model import Decision, Entity, Outcome, Reason, parse_entity_key
 
 if TYPE_CHECKING:
     from agentauthz.authorizer import Authorizer
@@ -116,6 +118,11 @@ class GuardedCall:
     started: float = field(default_factory=time.perf_counter)
     step: Step | None = None
 
+    @classmethod
+    def denied(cls, tool: str, kind: str, message: str) -> GuardedCall:
+        """A call refused before anything about it could be worked out."""
+        return cls(str(tool)[:128], {}, None, None, "?", _deny(kind, message))
+
     @property
     def allowed(self) -> bool:
         return self.decision.allowed
@@ -156,7 +163,7 @@ class ToolGuard:
         self.approval_handler = approval_handler
         self.approval_timeout = approval_timeout
         self.audit = audit
-        self.ledgers = Ledgers()
+        self.ledgers: Ledgers = authz.ledgers  # shared: every guard sees every step
         self._specs: dict[str, ToolSpec] = {}
         for spec in tools:
             self.declare(spec)
@@ -208,8 +215,8 @@ class ToolGuard:
         except Exception as exc:  # deny on doubt: a guard that fails does not let calls through
             log.warning("agentauthz guard: deciding %r failed (%s: %s); denying",
                         str(tool)[:64], type(exc).__name__, exc)
-            return GuardedCall(str(tool)[:128], {}, None, None, "?", _deny(
-                "guard_error", f"the guard could not decide ({type(exc).__name__})")), None
+            return GuardedCall.denied(str(tool), "guard_error", "the guard could not decide "
+                                      f"({type(exc).__name__})"), None
 
     def _decide_unsafe(self, tool: object, arguments: Mapping[str, Any] | None,
                        description: str | None) -> tuple[GuardedCall, ApprovalRequest | None]:
@@ -232,16 +239,20 @@ class ToolGuard:
                                                  else None)
         call.task = d.task.task_id if d is not None and d.task is not None else None
         version = ""
+        call.action = spec.action if spec is not None else "call"
+        bad_arguments: InvalidInputError | None = None
+        try:
+            call.resource = spec.resource_for(args) if spec is not None else f"tool:{name}"
+        except InvalidInputError as exc:
+            bad_arguments = exc
+            call.resource = f"tool:{name}"
         if agent is not None:
             denial = self._agent_checks(call, agent, description)
             if denial is not None:
                 call.decision = denial
                 return call, None
-        try:
-            call.action = spec.action if spec is not None else "call"
-            call.resource = spec.resource_for(args) if spec is not None else f"tool:{name}"
-        except InvalidInputError as exc:
-            call.decision = _deny("bad_arguments", f"tool {name!r}: {exc}")
+        if bad_arguments is not None:
+            call.decision = _deny("bad_arguments", f"tool {name!r}: {bad_arguments}")
             return call, None
         decision = self.authz.check(principal, call.action, call.resource)
         version = decision.policy_version
@@ -336,25 +347,24 @@ class ToolGuard:
         return local.store.attributes.get(resource) or {}
 
     # ----------------------------------------------------------- approval
-    def _ask_sync(self, request: ApprovalRequest) -> bool | None:
+    def _ask_sync(self, request: ApprovalRequest) -> bool | str | None:
         handler = self.approval_handler
         if handler is None:
             return None
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        context = contextvars.copy_context()  # the handler sees who is acting
+        future = _approval_pool().submit(context.run, _run_handler, handler, request)
         try:
-            future = pool.submit(_run_handler, handler, request)
-            return bool(future.result(timeout=self.approval_timeout))
+            return future.result(timeout=self.approval_timeout)
         except concurrent.futures.TimeoutError:
+            future.cancel()
             log.warning("approval %s timed out after %gs: denied", request.id,
                         self.approval_timeout)
             return False
         except Exception as exc:
             log.warning("approval handler failed for %s (%s): denied", request.id, exc)
             return False
-        finally:
-            pool.shutdown(wait=False)
 
-    async def _ask_async(self, request: ApprovalRequest) -> bool | None:
+    async def _ask_async(self, request: ApprovalRequest) -> bool | str | None:
         handler = self.approval_handler
         if handler is None:
             return None
@@ -362,7 +372,7 @@ class ToolGuard:
             answer = handler(request)
             if inspect.isawaitable(answer):
                 answer = await asyncio.wait_for(answer, self.approval_timeout)
-            return answer is True
+            return _answer(answer)
         except TimeoutError:
             log.warning("approval %s timed out after %gs: denied", request.id,
                         self.approval_timeout)
@@ -371,18 +381,26 @@ class ToolGuard:
             log.warning("approval handler failed for %s (%s): denied", request.id, exc)
             return False
 
-    def _step_up(self, call: GuardedCall, request: ApprovalRequest, answer: bool | None
+    def _step_up(self, call: GuardedCall, request: ApprovalRequest, answer: bool | str | None
                  ) -> GuardedCall:
+        """Apply a handler's answer: ``True`` or an approver's key approves, anything else denies."""
         version = call.decision.policy_version
         if answer is None:
             return call  # no handler: approval_required stands, with its request id
-        if not answer:
+        if answer is False:
             self.authz.approvals.drop(request.id)
             call.decision = Decision(False, _DENY, (Reason(
                 "approval_denied", f"approval request {request.id} was denied or timed out",
                 request.id), *call.decision.reasons[1:]), version)
             return call
-        granted = self.authz.approvals.grant_now(request, "approval-handler")
+        approver = answer if isinstance(answer, str) else "approval-handler"
+        if approver in request.agents:
+            self.authz.approvals.drop(request.id)
+            call.decision = Decision(False, _DENY, (Reason(
+                "approval_denied", f"approval request {request.id} was approved by the agent "
+                "itself", request.id), *call.decision.reasons[1:]), version)
+            return call
+        granted = self.authz.approvals.grant_now(request, approver)
         call.decision = Decision(True, _ALLOW, (granted, *call.decision.reasons[1:]), version)
         return call
 
@@ -453,6 +471,11 @@ class ToolGuard:
             self._note_labels(call, read)
         self._audit(call, tuple(withheld))
         return result
+
+    def abort(self, call: GuardedCall, exc: BaseException | None = None) -> None:
+        """Audit an allowed call whose tool failed: no result reached the model."""
+        why = "the tool failed" if exc is None else f"the tool raised {type(exc).__name__}"
+        self._audit(call, (f"no result: {why}",))
 
     def _note_labels(self, call: GuardedCall, resources: set[str]) -> None:
         """Add the labels of the records a result handed over to the call's ledger step."""
@@ -560,7 +583,12 @@ class ToolGuard:
                 call = await self.abegin(name, arguments(args, kwargs), description=description)
                 if not call.allowed:
                     return refused(call)
-                return self.finish(call, await afn(*args, **kwargs))
+                try:
+                    result = await afn(*args, **kwargs)
+                except BaseException as exc:
+                    self.abort(call, exc)
+                    raise
+                return self.finish(call, result)
 
             async_wrapper.__agentauthz_guard__ = self  # type: ignore[attr-defined]
             return cast(Callable[P, R], async_wrapper)
@@ -570,13 +598,45 @@ class ToolGuard:
             call = self.begin(name, arguments(args, kwargs), description=description)
             if not call.allowed:
                 return refused(call)
-            return self.finish(call, fn(*args, **kwargs))
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                self.abort(call, exc)
+                raise
+            return self.finish(call, result)
 
         wrapper.__agentauthz_guard__ = self  # type: ignore[attr-defined]
         return cast(Callable[P, R], wrapper)
 
 
-def _run_handler(handler: ApprovalHandler, request: ApprovalRequest) -> bool:
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _approval_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """One small pool for synchronous approval handlers, made on first use."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = concurrent.futures.ThreadPoolExecutor(
+                max_workers=4, thread_name_prefix="agentauthz-approval")
+        return _POOL
+
+
+def _answer(answer: object) -> bool | str:
+    """A handler's answer: ``True``, an approver's ``type:id`` key, or a denial."""
+    if answer is True:
+        return True
+    if isinstance(answer, str):
+        try:
+            parse_entity_key(answer, what="approver")
+        except InvalidInputError:
+            return False
+        return answer
+    return False
+
+
+def _run_handler(handler: ApprovalHandler, request: ApprovalRequest) -> bool | str:
     answer: Any = handler(request)
     if inspect.isawaitable(answer):
         pending: Awaitable[Any] = answer
@@ -585,7 +645,7 @@ def _run_handler(handler: ApprovalHandler, request: ApprovalRequest) -> bool:
             return await pending
 
         answer = asyncio.run(wait())
-    return answer is True
+    return _answer(answer)
 
 
 def guard_tools(tools: Iterable[Callable[..., Any]], *, authz: Authorizer,

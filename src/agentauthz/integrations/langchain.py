@@ -64,7 +64,6 @@ raises an ``ImportError`` that names the extra to install.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -73,7 +72,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from agentauthz import enforce
 from agentauthz.agents.guard import GuardedCall, ToolDenied, ToolGuard
 from agentauthz.errors import ApprovalRequired, ConfigurationError
-from agentauthz.model import Decision, Outcome, Reason
+from agentauthz.model import Outcome
 
 _MISSING: ImportError | None = None
 try:
@@ -120,17 +119,16 @@ def _check_on_deny(on_deny: object) -> None:
 
 # --------------------------------------------------------------------------- deciding
 def _unguarded(tool: str) -> GuardedCall:
-    return GuardedCall(tool[:128], {}, None, None, "?", Decision(False, Outcome.DENY, (Reason(
-        "unauthenticated", "no authorizer is bound: pass one to the middleware, or run the "
-        "agent inside `with authz.acting_as(...)`"),), ""))
+    return GuardedCall.denied(tool, "unauthenticated", "no authorizer is bound: pass one to the "
+                              "middleware, or run the agent inside `with authz.acting_as(...)`")
 
 
 def _failed(tool: str, exc: Exception) -> GuardedCall:
     """Deny on doubt: a guard that fails lets nothing through."""
     log.warning("agentauthz: the guard failed deciding %r (%s: %s); denying", tool[:64],
                 type(exc).__name__, exc)
-    return GuardedCall(tool[:128], {}, None, None, "?", Decision(False, Outcome.DENY, (Reason(
-        "guard_error", f"the guard could not decide ({type(exc).__name__})"),), ""))
+    return GuardedCall.denied(tool, "guard_error",
+                              f"the guard could not decide ({type(exc).__name__})")
 
 
 def _error(call: GuardedCall) -> Exception:
@@ -149,7 +147,7 @@ def _denied_message(call: GuardedCall, tool_call_id: str, name: str) -> ToolMess
 def _audit_only(guard: ToolGuard, call: GuardedCall) -> None:
     """Audit an allowed call whose tool failed: there is no result to filter or withhold."""
     try:
-        guard.finish(dataclasses.replace(call, spec=None), None)
+        guard.abort(call)
     except Exception as exc:  # the tool's own error is the one to report
         log.error("agentauthz: auditing %r failed: %s", call.tool, exc)
 
