@@ -175,11 +175,11 @@ class Transcript:
         if record.withheld:
             print(f"     {'':<15} withheld: {'; '.join(record.withheld)}", file=self.out)
 
-    def approve(self, request: ApprovalRequest) -> bool:
-        """The approval handler: a person (simulated) approves the step-up request."""
+    def approve(self, request: ApprovalRequest) -> str:
+        """The approval handler: a person (simulated) approves; the answer names them."""
         why = request.reasons[0].message if request.reasons else "step-up"
         print(f"   \U0001f64b {why}: {APPROVER} approves {request.id}", file=self.out)
-        return True
+        return APPROVER
 
 
 def record_as_json(record: ToolCallRecord) -> dict[str, Any]:
