@@ -6,12 +6,15 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 from agentauthz.engine.evaluator import CheckRequest
 from agentauthz.model import Decision, Entity
 
-__all__ = ["Backend", "Context", "EntityLike", "PrincipalResolver"]
+if TYPE_CHECKING:
+    from agentauthz.audit.records import AuditRecord
+
+__all__ = ["AuditSink", "Backend", "Context", "EntityLike", "PrincipalResolver"]
 
 EntityLike: TypeAlias = Entity | str
 """An :class:`~agentauthz.model.Entity` or its ``"type:id"`` string."""
@@ -70,3 +73,20 @@ class PrincipalResolver(Protocol):
     """
 
     def __call__(self, request: Any) -> EntityLike | None: ...
+
+
+@runtime_checkable
+class AuditSink(Protocol):
+    """Where audit records go: one method, called once per decision.
+
+    ``emit`` runs on the decision path: it must be quick and should not
+    block (buffer and write elsewhere, as
+    :class:`~agentauthz.audit.JsonlFileSink` does). What it raises is counted
+    and logged by the :class:`~agentauthz.audit.Auditor`, never passed to the
+    caller. A sink may also have ``flush()`` and ``close()``; the auditor
+    calls them when they exist.
+
+    .. versionadded:: 0.1
+    """
+
+    def emit(self, record: AuditRecord) -> None: ...
