@@ -23,13 +23,9 @@ most 5× the core check median.
 
 from __future__ import annotations
 
-import argparse
-import gc
-import json
 import sys
-import time
-from collections.abc import Callable
-from typing import Any
+
+from _timing import Results, Verdicts, run_main, time_sync
 
 from agentauthz import Authorizer
 from agentauthz.agents.guard import ToolCallRecord, guard_tools
@@ -59,25 +55,11 @@ DATA = {"relationships": ["team:t#member@user:alice", "team:t#member@agent:bot",
         "attributes": {"ticket:1": {"tenant": "acme", "classification": "internal"}}}
 
 
-def _stats(lat: list[int]) -> dict[str, float]:
-    lat.sort()
-    return {"median_us": lat[len(lat) // 2] / 1e3, "p99_us": lat[int(len(lat) * 0.99)] / 1e3}
 
 
-def time_sync(fn: Callable[[], Any], n: int) -> dict[str, float]:
-    for _ in range(min(n, 2000)):
-        fn()
-    gc.collect()
-    pc = time.perf_counter_ns
-    lat = [0] * n
-    for i in range(n):
-        t = pc()
-        fn()
-        lat[i] = pc() - t
-    return _stats(lat)
 
 
-def measure(n: int) -> dict[str, dict[str, float]]:
+def measure(n: int) -> Results:
     out: dict[str, dict[str, float]] = {}
     plain = Authorizer(POLICY.split("agents:")[0].replace("  agent: {}\n", "")
                        .replace("[user, agent]", "[user]"),
@@ -120,7 +102,7 @@ def measure(n: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def report(results: dict[str, dict[str, float]]) -> tuple[str, list[tuple[str, str, bool]]]:
+def report(results: Results) -> tuple[str, Verdicts]:
     bare = results["bare function"]["median_us"]
     core = results["core check"]["median_us"]
     lines = ["| call | median µs | p99 µs | overhead µs | overhead × core check |",
@@ -141,23 +123,7 @@ def report(results: dict[str, dict[str, float]]) -> tuple[str, list[tuple[str, s
     return "\n".join(lines), verdicts
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--calls", type=int, default=20_000)
-    ap.add_argument("--json", action="store_true", help="print raw results as JSON")
-    args = ap.parse_args(argv)
-    results = measure(args.calls)
-    if args.json:
-        print(json.dumps(results))
-        return 0
-    table, verdicts = report(results)
-    print(table)
-    print()
-    for target, measured, ok in verdicts:
-        print(f"- {target}: {measured} — {'met' if ok else 'MISSED'}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(__doc__, measure, report))
