@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -44,7 +45,9 @@ from agentauthz.policy.schema import Policy
 from agentauthz.typing import Backend
 
 if TYPE_CHECKING:
-    from agentauthz.agents.guard import ToolGuard
+    from agentauthz.agents.guard import GuardedCall, ToolGuard
+    from agentauthz.audit.auditor import Auditor
+    from agentauthz.typing import AuditSink
 
 __all__ = ["Authorizer"]
 
@@ -53,6 +56,8 @@ log = logging.getLogger("agentauthz.authorizer")
 PolicySource = str | os.PathLike[str] | Mapping[str, Any] | Policy
 RelationshipLike = Relationship | str | tuple[str, str, str]
 _UNKNOWN_VERSION: Final = "unknown"
+_perf_ns = time.perf_counter_ns
+_time_ns = time.time_ns
 
 
 class Authorizer:
@@ -98,6 +103,13 @@ class Authorizer:
         process see a revocation at once).
     ``max_task_ttl``
         the longest a task credential may live, in seconds.
+    ``audit``
+        an :class:`~agentauthz.typing.AuditSink`, a list of sinks, or an
+        :class:`~agentauthz.audit.Auditor`: every decision of ``check`` and
+        ``acheck`` (and of what is built on them: ``authorize``, delegated
+        checks, the ``@authorize`` decorator, the tool guard) becomes one
+        audit record. ``list_*`` and ``explain`` of a plain principal are not
+        recorded. Off by default: then nothing stands in front of the evaluator.
     """
 
     def __init__(self, policy: PolicySource | None = None, *, backend: Backend | None = None,
@@ -111,7 +123,8 @@ class Authorizer:
                  agents: AgentRegistry | str | os.PathLike[str] | Mapping[str, Any] | None = None,
                  task_keys: KeyRing | Mapping[str, bytes | str] | None = None,
                  revocations: RevocationStore | None = None,
-                 max_task_ttl: float = 3600.0) -> None:
+                 max_task_ttl: float = 3600.0,
+                 audit: AuditSink | Sequence[AuditSink] | Auditor | None = None) -> None:
         if (policy is None) == (backend is None):
             raise ConfigurationError(
                 "Authorizer needs exactly one of policy=... (decide locally) or backend=... "
@@ -148,6 +161,7 @@ class Authorizer:
             # the hot path: nothing stands between the caller and the evaluator
             self.check = self._fast  # type: ignore[method-assign, assignment]
         self._armed = False
+        self._setup_audit(audit)
         self._setup_agents(agents, task_keys, revocations, max_task_ttl)
         if data is not None:
             self.load_data(data)
@@ -204,7 +218,24 @@ class Authorizer:
         """Route checks through the agent layer (registry, tasks, break-glass) from now on."""
         if not self._armed:
             self._armed = True
-            self.check = self._armed_check  # type: ignore[method-assign]
+            if not self._observed:  # the observed wrapper picks the agent layer by itself
+                self.check = self._armed_check  # type: ignore[method-assign]
+
+    def _setup_audit(self, audit: object) -> None:
+        auditor: Auditor | None = None
+        if audit is not None:
+            from agentauthz.audit.auditor import Auditor
+
+            auditor = audit if isinstance(audit, Auditor) else Auditor(audit)  # type: ignore[arg-type]
+        self.auditor: Auditor | None = auditor
+        """Where decision records go (``None``: not audited); ``authz.auditor.flush()``."""
+        self._backend_name = str(getattr(self.backend, "name", type(self.backend).__name__))
+        self._observed = auditor is not None
+        self._tool_observer: Callable[[GuardedCall, tuple[str, ...]], None] | None = None
+        if self._observed:
+            self.check = self._observed_check  # type: ignore[method-assign]
+            self.acheck = self._observed_acheck  # type: ignore[method-assign]
+            self._tool_observer = self._observe_tool
 
     # ------------------------------------------------------------ properties
     @property
@@ -359,6 +390,49 @@ class Authorizer:
             return self._failed(exc)
         return self._answered(key, decision)
 
+    # ------------------------------------------------- audit and telemetry
+    def _observed_check(self, principal: EntityLike | Delegation, action: str,
+                        resource: EntityLike, context: Mapping[str, Any] | None = None
+                        ) -> Decision:
+        """``check`` when decisions are audited: time the decision, then record it."""
+        inner: Callable[..., Decision] = (self._armed_check if self._armed
+                                          else self._fast or self._base_check)
+        at = _time_ns()
+        start = _perf_ns()
+        decision = inner(principal, action, resource, context)
+        self._observe(decision, principal, action, resource, context, at, _perf_ns() - start)
+        return decision
+
+    async def _observed_acheck(self, principal: EntityLike | Delegation, action: str,
+                               resource: EntityLike, context: Mapping[str, Any] | None = None
+                               ) -> Decision:
+        at = _time_ns()
+        start = _perf_ns()
+        decision = await Authorizer.acheck(self, principal, action, resource, context)
+        self._observe(decision, principal, action, resource, context, at, _perf_ns() - start)
+        return decision
+
+    def _observe(self, decision: Decision, principal: Any, action: str, resource: Any,
+                 context: Mapping[str, Any] | None, at_ns: int, elapsed_ns: int) -> None:
+        try:
+            auditor = self.auditor
+            if auditor is not None:
+                auditor.decided(decision, principal, action, resource, context,
+                                self._backend_name, at_ns / 1e9, elapsed_ns / 1e9)
+        except Exception as exc:  # auditing never changes or fails a decision
+            log.error("agentauthz: auditing a decision failed (%s: %s); the decision stands",
+                      type(exc).__name__, exc)
+
+    def _observe_tool(self, call: GuardedCall, withheld: tuple[str, ...]) -> None:
+        """Record one tool-guard decision (the guard calls this for every decided call)."""
+        try:
+            auditor = self.auditor
+            if auditor is not None:
+                auditor.tool_call(call, withheld, self._backend_name)
+        except Exception as exc:
+            log.error("agentauthz: auditing a tool call failed (%s: %s); the decision stands",
+                      type(exc).__name__, exc)
+
     async def acheck(self, principal: EntityLike | Delegation, action: str, resource: EntityLike,
                      context: Mapping[str, Any] | None = None) -> Decision:
         if not self._armed:
@@ -394,7 +468,7 @@ class Authorizer:
     def check_many(self, requests: Sequence[CheckRequest | tuple[Any, ...]]) -> list[Decision]:
         """Decide a batch, in order; each item a :class:`CheckRequest` or a tuple of its fields."""
         items = [_request(r) for r in requests]
-        if self.cache is not None or self._armed:
+        if self.cache is not None or self._armed or self._observed:
             return [self.check(r.principal, r.action, r.resource, r.context) for r in items]
         if self._local is not None:
             return self._local.evaluator.check_many(items)
@@ -414,7 +488,7 @@ class Authorizer:
     async def acheck_many(self, requests: Sequence[CheckRequest | tuple[Any, ...]]
                           ) -> list[Decision]:
         items = [_request(r) for r in requests]
-        if self.cache is not None or self._armed:
+        if self.cache is not None or self._armed or self._observed:
             return [await self.acheck(r.principal, r.action, r.resource, r.context)
                     for r in items]
         try:

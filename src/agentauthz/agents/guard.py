@@ -452,6 +452,9 @@ class ToolGuard:
         return call.principal_key if self.authz.agents.is_agent(call.principal_key) else None
 
     def _audit(self, call: GuardedCall, withheld: tuple[str, ...]) -> None:
+        observe = getattr(self.authz, "_tool_observer", None)
+        if observe is not None:  # the authorizer's audit sinks and telemetry; never raises
+            observe(call, withheld)
         if self.audit is None:
             return
         try:

@@ -38,7 +38,13 @@ class Auditor:
 
     def __init__(self, sinks: AuditSink | Iterable[AuditSink], *,
                  redactor: Redactor | None = None, report_every: float = 60.0) -> None:
-        listed = [sinks] if isinstance(sinks, AuditSink) else list(sinks)
+        if isinstance(sinks, AuditSink):
+            listed = [sinks]
+        elif isinstance(sinks, list | tuple):
+            listed = list(sinks)
+        else:
+            raise ConfigurationError(f"audit must be a sink with an emit(record) method, a list "
+                                     f"of them or an Auditor, got {type(sinks).__name__}")
         for sink in listed:
             if not isinstance(sink, AuditSink):
                 raise ConfigurationError(f"audit sink {sink!r} has no emit(record) method "
