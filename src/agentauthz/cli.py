@@ -8,6 +8,7 @@
     agentauthz explain POLICY [--data DATA] PRINCIPAL ACTION RESOURCE [--context JSON]
     agentauthz list POLICY [--data DATA] PRINCIPAL ACTION TYPE
     agentauthz demo                                 the example policy, decided and explained
+    agentauthz audit verify|show|report FILE...     audit files (see agentauthz.audit.cli)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, TextIO
 
+from agentauthz.audit import cli as audit_cli
 from agentauthz.authorizer import Authorizer
 from agentauthz.errors import AgentAuthzError, PolicyError
 from agentauthz.model import parse_entity_key
@@ -62,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--data")
     ls.add_argument("--context")
     sub.add_parser("demo", help="run the example policy and print decisions with explanations")
+    audit_cli.add_parser(sub)
     return p
 
 
@@ -98,6 +101,8 @@ def _decision_json(decision: Any) -> str:
 
 def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     args = _parser().parse_args(list(argv))
+    if args.command == "audit":
+        return audit_cli.run(args, out, err)
     try:
         if args.command == "validate":
             policy = Policy.load(args.policy)
