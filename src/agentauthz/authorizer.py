@@ -47,6 +47,7 @@ from agentauthz.typing import Backend
 if TYPE_CHECKING:
     from agentauthz.agents.guard import GuardedCall, ToolGuard
     from agentauthz.audit.auditor import Auditor
+    from agentauthz.telemetry import Telemetry
     from agentauthz.typing import AuditSink
 
 __all__ = ["Authorizer"]
@@ -110,6 +111,10 @@ class Authorizer:
         checks, the ``@authorize`` decorator, the tool guard) becomes one
         audit record. ``list_*`` and ``explain`` of a plain principal are not
         recorded. Off by default: then nothing stands in front of the evaluator.
+    ``telemetry``
+        ``True`` for OpenTelemetry spans and metrics through the global
+        providers (reported only once an SDK is installed), or a
+        :class:`~agentauthz.telemetry.Telemetry` with providers of its own.
     """
 
     def __init__(self, policy: PolicySource | None = None, *, backend: Backend | None = None,
@@ -124,7 +129,8 @@ class Authorizer:
                  task_keys: KeyRing | Mapping[str, bytes | str] | None = None,
                  revocations: RevocationStore | None = None,
                  max_task_ttl: float = 3600.0,
-                 audit: AuditSink | Sequence[AuditSink] | Auditor | None = None) -> None:
+                 audit: AuditSink | Sequence[AuditSink] | Auditor | None = None,
+                 telemetry: bool | Telemetry | None = None) -> None:
         if (policy is None) == (backend is None):
             raise ConfigurationError(
                 "Authorizer needs exactly one of policy=... (decide locally) or backend=... "
@@ -161,7 +167,7 @@ class Authorizer:
             # the hot path: nothing stands between the caller and the evaluator
             self.check = self._fast  # type: ignore[method-assign, assignment]
         self._armed = False
-        self._setup_audit(audit)
+        self._setup_observers(audit, telemetry)
         self._setup_agents(agents, task_keys, revocations, max_task_ttl)
         if data is not None:
             self.load_data(data)
@@ -221,7 +227,7 @@ class Authorizer:
             if not self._observed:  # the observed wrapper picks the agent layer by itself
                 self.check = self._armed_check  # type: ignore[method-assign]
 
-    def _setup_audit(self, audit: object) -> None:
+    def _setup_observers(self, audit: object, telemetry: object) -> None:
         auditor: Auditor | None = None
         if audit is not None:
             from agentauthz.audit.auditor import Auditor
@@ -229,8 +235,23 @@ class Authorizer:
             auditor = audit if isinstance(audit, Auditor) else Auditor(audit)  # type: ignore[arg-type]
         self.auditor: Auditor | None = auditor
         """Where decision records go (``None``: not audited); ``authz.auditor.flush()``."""
+        observer: Telemetry | None = None
+        if telemetry is not None and telemetry is not False:
+            from agentauthz.telemetry import Telemetry
+
+            if telemetry is True:
+                observer = Telemetry()
+            elif isinstance(telemetry, Telemetry):
+                observer = telemetry
+            else:
+                raise ConfigurationError("telemetry must be True, False, None or an "
+                                         f"agentauthz.telemetry.Telemetry, got "
+                                         f"{type(telemetry).__name__}")
+            observer.bind(self)
+        self.telemetry: Telemetry | None = observer
+        """OpenTelemetry reporting (``None``: off)."""
         self._backend_name = str(getattr(self.backend, "name", type(self.backend).__name__))
-        self._observed = auditor is not None
+        self._observed = auditor is not None or observer is not None
         self._tool_observer: Callable[[GuardedCall, tuple[str, ...]], None] | None = None
         if self._observed:
             self.check = self._observed_check  # type: ignore[method-assign]
@@ -419,6 +440,10 @@ class Authorizer:
             if auditor is not None:
                 auditor.decided(decision, principal, action, resource, context,
                                 self._backend_name, at_ns / 1e9, elapsed_ns / 1e9)
+            telemetry = self.telemetry
+            if telemetry is not None and (telemetry.live or at_ns >= telemetry._next_look):
+                telemetry.decided(decision, principal, action, resource, self._backend_name,
+                                  at_ns, elapsed_ns)
         except Exception as exc:  # auditing never changes or fails a decision
             log.error("agentauthz: auditing a decision failed (%s: %s); the decision stands",
                       type(exc).__name__, exc)
@@ -429,6 +454,11 @@ class Authorizer:
             auditor = self.auditor
             if auditor is not None:
                 auditor.tool_call(call, withheld, self._backend_name)
+            telemetry = self.telemetry
+            if telemetry is not None:
+                elapsed_ns = int((time.perf_counter() - call.started) * 1e9)
+                telemetry.tool_call(call, withheld, self._backend_name, _time_ns() - elapsed_ns,
+                                    elapsed_ns)
         except Exception as exc:
             log.error("agentauthz: auditing a tool call failed (%s: %s); the decision stands",
                       type(exc).__name__, exc)

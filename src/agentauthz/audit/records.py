@@ -23,8 +23,9 @@ unless kept) and ``withheld`` (what result filtering removed).
 
 from __future__ import annotations
 
-import datetime as _dt
+import time as _time
 from collections.abc import Mapping
+from math import modf as _modf
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agentauthz.agents.delegation import Delegation
@@ -34,9 +35,6 @@ if TYPE_CHECKING:
     from agentauthz.audit.redaction import Redactor
 
 __all__ = ["AuditRecord", "principal_chain"]
-
-_UTC = _dt.UTC
-
 
 def principal_chain(principal: Any) -> tuple[str, str | None, str | None, str | None]:
     """``(principal, agent, on_behalf_of, task id)`` of a principal or a delegation."""
@@ -59,7 +57,17 @@ def _key(value: Any) -> str:
 
 def iso_time(seconds: float) -> str:
     """UTC ISO 8601 with microseconds and a ``Z``: sorts as text, parses everywhere."""
-    return _dt.datetime.fromtimestamp(seconds, _UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    fraction, whole_seconds = _modf(seconds)
+    whole, micros = int(whole_seconds), round(fraction * 1_000_000)
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
+    cached = _SECOND
+    if cached[0] != whole:  # one strftime per second, not per record
+        cached = _SECOND[:] = [whole, _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(whole))]
+    return f"{cached[1]}.{micros:06d}Z"
+
+
+_SECOND: list[Any] = [None, ""]
 
 
 class AuditRecord(NamedTuple):
@@ -134,6 +142,7 @@ class AuditRecord(NamedTuple):
             redactor = _default_redactor()
         decision = self.decision
         principal, agent, user, task = principal_chain(self.principal)
+        context = self.context
         out: dict[str, Any] = {
             "id": decision.decision_id,
             "time": iso_time(self.time),
@@ -144,7 +153,7 @@ class AuditRecord(NamedTuple):
             "task": task,
             "action": self.action if self.action.__class__ is str else _key(self.action),
             "resource": self.resource_key,
-            "context": redactor.context(self.context),
+            "context": None if context is None else redactor.context(context),
             "outcome": decision.outcome.value,
             "allowed": decision.allowed,
             "reasons": [{"kind": r.kind, "message": redactor.text(r.message), "rule": r.rule}
@@ -152,7 +161,7 @@ class AuditRecord(NamedTuple):
             "policy_version": decision.policy_version or None,
             "backend": self.backend,
             "latency_us": round(self.latency_s * 1e6, 2),
-            "cached": self.cached,
+            "cached": decision.evaluated_at < self.time - 1e-3,
         }
         if self.kind == "tool":
             tool = self.tool or ""

@@ -66,6 +66,8 @@ DEFAULT_VALUES: Final[tuple[str, ...]] = (
 _MAX_DEPTH: Final = 8
 _MAX_ITEMS: Final = 200
 _MAX_STRING: Final = 4096
+_CACHED_STRING: Final = 256
+_CACHE_SIZE: Final = 4096
 
 
 def _compile(patterns: tuple[str, ...], what: str, flags: int) -> re.Pattern[str] | None:
@@ -106,6 +108,7 @@ class Redactor:
         else:
             self._keep = {"*": frozenset(keep_arguments)}
         self._key_cache: dict[str, bool] = {}
+        self._text_cache: dict[str, str] = {}
 
     # ------------------------------------------------------------ the rules
     def secret_key(self, key: object) -> bool:
@@ -122,11 +125,20 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """A string with every secret-looking part masked (and bounded in length)."""
-        if len(value) > self.max_string:
-            value = value[:self.max_string] + "…"
-        if self._value is None:
-            return value
-        return self._value.sub(self.mask, value)
+        short = len(value) <= _CACHED_STRING
+        if short:
+            done = self._text_cache.get(value)
+            if done is not None:
+                return done
+        out = value if len(value) <= self.max_string else value[:self.max_string] + "…"
+        if self._value is not None:
+            out = self._value.sub(self.mask, out)
+        if short:  # reason messages and context values repeat: redact each once
+            cache = self._text_cache
+            if len(cache) >= _CACHE_SIZE:
+                cache.clear()
+            cache[value] = out
+        return out
 
     def kept(self, tool: str) -> frozenset[str]:
         """The argument names kept for ``tool``."""
