@@ -232,7 +232,8 @@ def test_a_failing_disk_is_counted_and_the_chain_resumes(make_record: MakeRecord
             sink._file = Full()
             sink.emit(make_record())
             sink.flush()
-            sink._file = real
+        real.close()
+        assert not isinstance(sink._file, Full)  # the sink reopened the file by itself
         sink.emit(make_record())
         sink.flush()
         assert (sink.written, sink.failed) == (2, 1)

@@ -182,20 +182,22 @@ class JsonlFileSink:
         atexit.register(self.close)
 
     # ---------------------------------------------------------------- file
-    def _open(self) -> Any:
+    def _resume(self) -> tuple[Chain, bool]:
+        """The chain after the last record on disk, and whether the file ends a line."""
         state = resume(self.path)
         if state is None and not _nonempty(self.path):
             state = resume(f"{self.path}.1")  # a new file after a rotation: chain on from it
             if state is not None:
                 state = (state[0], True)
+        return state if state is not None else (Chain(), not _nonempty(self.path))
+
+    def _open(self) -> Any:
+        self._chain, ends_with_newline = self._resume()
         f = open(self.path, "ab")  # noqa: SIM115  (closed by close())
-        if state is not None:
-            self._chain, ends_with_newline = state
-            if not ends_with_newline:
-                log.error("agentauthz audit: %s ends in a partial line (a write was cut "
-                          "short); appending after it, `audit verify` will report it",
-                          self.path)
-                f.write(b"\n")
+        if not ends_with_newline:
+            log.error("agentauthz audit: %s ends in a partial line (a write was cut short); "
+                      "appending after it, `audit verify` will report it", self.path)
+            f.write(b"\n")
         stat = os.fstat(f.fileno())
         self._ino, self._size = stat.st_ino, stat.st_size
         return f
@@ -249,7 +251,10 @@ class JsonlFileSink:
         while True:
             wake.wait(self.interval)
             wake.clear()
-            self._drain()
+            try:
+                self._drain()
+            except Exception:  # never let the writer die: report, and go on with the next batch
+                log.exception("agentauthz audit: the writer of %s failed", self.path)
             if self._closed and (not self._queue or self._file.closed):
                 return
 
@@ -295,12 +300,19 @@ class JsonlFileSink:
             self.failed += 1
             self._report(logging.ERROR, "agentauthz audit: writing %s failed (%s)", self.path,
                          exc)
-            try:  # the chain state may be ahead of the file now: take it from the file
-                self._file.flush()
-            except (OSError, ValueError):
-                pass
-            state = resume(self.path)
-            self._chain = state[0] if state is not None else Chain()
+            self._recover()
+
+    def _recover(self) -> None:
+        """After a failed write: reopen the file, take the chain from what reached the disk."""
+        try:
+            self._file.close()  # flushes what it can
+        except (OSError, ValueError):
+            pass
+        try:
+            self._file = self._open()
+        except OSError as exc:
+            self._report(logging.ERROR, "agentauthz audit: cannot reopen %s (%s)", self.path,
+                         exc)
 
     def _sync(self) -> None:
         try:
@@ -329,6 +341,7 @@ class JsonlFileSink:
         self._wake.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+        lost = 0
         with self._lock:
             alive = self._thread.is_alive()
             while self._queue:
@@ -336,14 +349,15 @@ class JsonlFileSink:
                 if isinstance(item, threading.Event):
                     item.set()
                 elif alive:  # the writer is stuck: what it has not written is lost, say so
-                    self.failed += 1
+                    lost += 1
                 else:
                     self._write(item)
             self._sync()
             self._file.close()
-        if self.failed:
+        if lost:
+            self.failed += lost
             log.error("agentauthz audit: %s closed with %d records not written", self.path,
-                      self.failed)
+                      lost)
         atexit.unregister(self.close)
 
     def __enter__(self) -> JsonlFileSink:
