@@ -435,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the @authorize and FastAPI measurements")
     ap.add_argument("--skip-agents", action="store_true",
                     help="skip the agent-layer measurements")
+    ap.add_argument("--skip-audit", action="store_true",
+                    help="skip the audit and telemetry measurements")
     ap.add_argument("--out", default=str(RESULTS), help="markdown report (default %(default)s)")
     # worker-mode options (one fresh process per measurement)
     ap.add_argument("--worker", choices=["list", "load"], help=argparse.SUPPRESS)
@@ -591,6 +593,19 @@ def main(argv: list[str] | None = None) -> int:
           "calls a declared tool the policy allows; four chain rules, ledger and in-memory "
           "audit.\n")
         P(gd.stdout.strip() if gd.returncode == 0 else f"_failed: {gd.stderr[-500:]}_")
+        P("")
+
+    # ------------------------------------------------------------------- audit
+    if not args.skip_audit:
+        log("audit and telemetry (benchmarks/audit.py) ...")
+        au = subprocess.run([sys.executable, str(here / "audit.py"), "--calls",
+                             "5000" if args.quick else "20000"],
+                            capture_output=True, text=True, check=False)
+        P("## 8. Audit: cost per decision, per sink\n")
+        P("Per-call median and p99 (`benchmarks/audit.py`): the plain check of §6 with "
+          "each audit sink, and with OpenTelemetry on but no SDK installed; the file sink "
+          "amortised over N decisions and the final flush.\n")
+        P(au.stdout.strip() if au.returncode == 0 else f"_failed: {au.stderr[-500:]}_")
         P("")
 
     # ----------------------------------------------------------------- targets
