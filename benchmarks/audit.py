@@ -30,17 +30,16 @@ telemetry without an SDK < 1 µs.
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import logging
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
+
+from _timing import Results, Verdicts, run_main, time_sync
 
 from agentauthz import Authorizer
 from agentauthz.audit import JsonlFileSink, LoggingSink, MemorySink
@@ -58,24 +57,6 @@ DATA = {"relationships": ["team:eng#member@user:alice", "folder:f1#owner@team:en
                           "document:42#parent@folder:f1"]}
 CONTEXT = {"tenant": "acme", "ip": "10.0.0.7", "api_key": "k-1234567890"}
 ROUNDS = 5
-
-
-def _stats(lat: list[int]) -> dict[str, float]:
-    lat.sort()
-    return {"median_us": lat[len(lat) // 2] / 1e3, "p99_us": lat[int(len(lat) * 0.99)] / 1e3}
-
-
-def time_sync(fn: Callable[[], Any], n: int) -> dict[str, float]:
-    for _ in range(min(n, 2000)):
-        fn()
-    gc.collect()
-    pc = time.perf_counter_ns
-    lat = [0] * n
-    for i in range(n):
-        t = pc()
-        fn()
-        lat[i] = pc() - t
-    return _stats(lat)
 
 
 def amortised(directory: str, n: int, context: dict[str, Any] | None) -> dict[str, float]:
@@ -101,8 +82,8 @@ def amortised(directory: str, n: int, context: dict[str, Any] | None) -> dict[st
             "dropped": float(dropped)}
 
 
-def measure(n: int) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
+def measure(n: int) -> Results:
+    out: Results = {}
     doc = "document:42"
     plain = Authorizer(POLICY, data=DATA)
     assert plain.check("user:alice", "read", doc).allowed
@@ -158,7 +139,7 @@ def measure(n: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def report(results: dict[str, dict[str, float]]) -> tuple[str, list[tuple[str, str, bool]]]:
+def report(results: Results) -> tuple[str, Verdicts]:
     plain = results["check, no audit"]["median_us"]
     lines = ["| row | median µs | p99 µs | audit cost µs (row − check) |", "|---|---:|---:|---:|"]
     for name, r in results.items():
@@ -184,23 +165,5 @@ def report(results: dict[str, dict[str, float]]) -> tuple[str, list[tuple[str, s
     return "\n".join(lines), verdicts
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--calls", type=int, default=20_000)
-    ap.add_argument("--json", action="store_true", help="print raw results as JSON")
-    args = ap.parse_args(argv)
-    results = measure(args.calls)
-    if args.json:
-        print(json.dumps(results))
-        return 0
-    table, verdicts = report(results)
-    print(table)
-    print()
-    for target, measured, ok in verdicts:
-        print(f"- {target}: {measured} — {'met' if ok else 'MISSED'}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(__doc__, measure, report))
