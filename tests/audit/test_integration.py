@@ -314,6 +314,18 @@ def test_to_a_chained_file(tmp_path: Path) -> None:
     authz.auditor.close()  # type: ignore[union-attr]
 
 
+def test_the_file_names_the_id_the_caller_sees(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "audit.jsonl"
+    with JsonlFileSink(path) as sink:
+        authz, _ = make(sink)
+        decision = authz.check("user:alice", "read", "document:1")
+        sink.flush()  # rendered on the writer thread before the caller reads the id
+        written = json.loads(path.read_text(encoding="utf-8"))
+    assert written["id"] == decision.decision_id
+
+
 # ------------------------------------------------------ configuration
 def test_without_audit_the_hot_path_is_untouched() -> None:
     authz = Authorizer("types: {user: {}, document: {relations: {owner: [user]}}}")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from agentauthz.audit.records import AuditRecord
 from agentauthz.audit.redaction import Redactor
 from agentauthz.errors import ConfigurationError
-from agentauthz.model import Decision
+from agentauthz.model import Decision, _next_seq
 from agentauthz.typing import AuditSink
 
 if TYPE_CHECKING:
@@ -65,12 +65,16 @@ class Auditor:
         """Record one ``check`` decision. Never raises."""
         if context is not None and context.__class__ is dict:
             context = context.copy()  # the caller may reuse its dict: keep what was decided on
+        if not decision._seq:  # number it on this thread, not first on a sink's writer thread
+            decision._seq = _next_seq()
         self.emit(AuditRecord("check", decision, principal, action, resource, context, backend,
                               at, latency_s, self.redactor))
 
     def tool_call(self, call: GuardedCall, withheld: tuple[str, ...], backend: str) -> None:
         """Record one tool-guard decision (with the tool, its arguments, what was withheld)."""
         latency = time.perf_counter() - call.started
+        if not call.decision._seq:  # see decided()
+            call.decision._seq = _next_seq()
         self.emit(AuditRecord("tool", call.decision, call.principal, call.action,
                               call.resource or f"tool:{call.tool}", None, backend,
                               time.time() - latency, latency, self.redactor, call.tool,
