@@ -216,6 +216,20 @@ def test_a_tool_call_in_a_task_records_the_task() -> None:
     assert tool.task == task.task_id
 
 
+def test_a_tool_that_fails_is_still_audited() -> None:
+    authz, sink = make()
+
+    @guarded_tool("read_ticket", action="read", resource="ticket:{ticket_id}", authz=authz)
+    def read_ticket(ticket_id: str) -> str:
+        raise ConnectionError("ticket service down")
+
+    with authz.acting_as("agent:bot", on_behalf_of="user:alice"), \
+            pytest.raises(ConnectionError):
+        read_ticket("1")
+    tool = next(r for r in sink.records if r.kind == "tool")
+    assert tool.allowed and tool.withheld == ("no result: the tool raised ConnectionError",)
+
+
 # ----------------------------------------------------------- isolation
 class Broken:
     def __init__(self) -> None:
