@@ -9,6 +9,8 @@
     agentauthz list POLICY [--data DATA] PRINCIPAL ACTION TYPE
     agentauthz demo                                 the example policy, decided and explained
     agentauthz audit verify|show|report FILE...     audit files (see agentauthz.audit.cli)
+    agentauthz test FILE... [--coverage]            policy test files: exit 0 passed, 1 failed,
+                                                    2 invalid (see agentauthz.testing.cases)
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--context")
     sub.add_parser("demo", help="run the example policy and print decisions with explanations")
     audit_cli.add_parser(sub)
+    t = sub.add_parser("test", help="run policy test files (expected decisions, in YAML)")
+    t.add_argument("files", nargs="+", metavar="FILE")
+    t.add_argument("--coverage", action="store_true",
+                   help="also name the rules, relations and permissions no case exercised")
     return p
 
 
@@ -103,6 +109,10 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     args = _parser().parse_args(list(argv))
     if args.command == "audit":
         return audit_cli.run(args, out, err)
+    if args.command == "test":
+        from agentauthz.testing.cases import run_files
+
+        return run_files(args.files, out, err, coverage=args.coverage)
     try:
         if args.command == "validate":
             policy = Policy.load(args.policy)
