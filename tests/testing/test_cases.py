@@ -418,3 +418,32 @@ def test_coverage_merges_files_of_the_same_policy_only(files: Path) -> None:
     assert merged[0].cases == 2 and one.cases == 1
     with pytest.raises(ValueError, match="different policies"):
         Coverage(one.policy).merge(other)
+
+
+# ------------------------------------------------------------ the guide
+def test_the_guides_example_files_say_what_they_do(tmp_path: Path) -> None:
+    from tests.test_docs import fenced_blocks
+
+    guide = ROOT / "docs" / "testing.md"
+    text = guide.read_text(encoding="utf-8")
+    blocks = {b.source.split("\n", 1)[0]: b.source for b in fenced_blocks(text, guide)
+              if b.language == "yaml"}
+    for name in ("policy.yaml", "data.yaml", "document.authz.yaml"):
+        (tmp_path / name).write_text(blocks[f"# {name}"])
+    path = tmp_path / "document.authz.yaml"
+    result = run_file(path)
+    assert result.passed and len(result.results) == 6
+    rendered = result.coverage.render().replace(str(tmp_path / "policy.yaml"), "policy.yaml")
+    assert rendered in text  # the coverage shown is the coverage run
+
+    wrong = blocks["# document.authz.yaml"].replace(
+        "resource: document:plan\n    expect: deny\n", "resource: document:plan\n    expect: allow\n", 1)
+    path.write_text(wrong)
+    assert run_file(path).failures[0].report().replace(str(path), "document.authz.yaml") in text
+
+    bad = blocks["# document.authz.yaml"].replace("    action: write", "    acton: write", 1)
+    path.write_text(bad.replace("expect: deny", "expect: maybe", 1))
+    with pytest.raises(PolicyError) as info:
+        load_file(path)
+    shown = "\n".join(f"  {p}" for p in info.value.problems).replace(str(path), "document.authz.yaml")
+    assert shown in text
