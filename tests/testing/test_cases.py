@@ -53,6 +53,7 @@ relationships:
   - document:1#banned@user:mallory
   - team:eng#member@user:bob
   - document:1#banned@user:bob
+  - folder:f#viewer@agent:ghost
 """
 AGENTS = """\
 agents:
@@ -152,6 +153,11 @@ def test_agent_and_task_cases(files: Path) -> None:
     resource: document:1
     expect: deny
     reason: user_denied
+  - name: an unregistered agent is denied, whatever the relationships say
+    principal: agent:ghost
+    action: read
+    resource: document:1
+    expect: allow
   - name: an unregistered agent gets no task
     agent: agent:ghost
     on_behalf_of: user:alice
@@ -162,12 +168,14 @@ def test_agent_and_task_cases(files: Path) -> None:
     reason: unknown_agent
 """)
     results = run_file(path).results
-    assert [r.failure for r in results] == [None] * 4
+    assert [r.failure for r in results] == [None] * 3 + ["expected allow, got deny", None]
+    assert "✘ registry: agent:ghost — agent 'agent:ghost' is not registered" in \
+        results[3].explanation_text
     assert results[1].case.who == ("agent:bot on behalf of user:alice in a task "
                                    "(scope: read folder:*)")
     assert "✘ task scope covers read document:1" in results[1].explanation_text
-    assert results[3].explanation is None
-    assert "explanation: unavailable" in results[3].report()
+    assert results[4].explanation is None
+    assert "explanation: unavailable" in results[4].report()
 
 
 def test_everything_inline(tmp_path: Path) -> None:

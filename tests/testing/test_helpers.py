@@ -82,6 +82,17 @@ def test_a_delegation_is_explained_branch_by_branch(authz: RecordingAuthorizer) 
     assert "on behalf of user:alice: ALLOW: user:alice write document:1" in text
 
 
+def test_an_agent_the_registry_stops_is_explained_with_the_registry(
+        authz: RecordingAuthorizer) -> None:
+    authz.agents.suspend("agent:bot", reason="incident 42")
+    with pytest.raises(AssertionError) as info:
+        assert_allowed(authz, "agent:bot", "read", "document:1")
+    text = str(info.value)
+    assert "    - [agent_suspended] agent 'agent:bot' is suspended (incident 42)" in text
+    assert "✘ registry: agent:bot — agent 'agent:bot' is suspended (incident 42)" in text
+    assert "✔ agent agent:bot: ALLOW: agent:bot read document:1" in text  # the policy alone allows
+
+
 class _Remote(BaseBackend):
     name = "remote"
 

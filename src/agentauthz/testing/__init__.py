@@ -35,6 +35,7 @@ from agentauthz.testing.cases import (
     Coverage,
     FileResult,
     describe,
+    explain_decision,
     load_file,
     run_file,
 )
@@ -42,7 +43,6 @@ from agentauthz.typing import AuditSink, Backend, EntityLike
 
 if TYPE_CHECKING:
     from agentauthz.audit.records import AuditRecord
-    from agentauthz.engine.explain import Explanation
 
 __all__ = [
     "Case",
@@ -140,11 +140,7 @@ def _expect(allowed: bool, authz: Authorizer, principal: EntityLike | Delegation
         decision = authz.check(principal, action, resource, context)
         if decision.allowed is allowed:
             return decision
-        explanation: Explanation | None
-        try:
-            explanation = authz.explain(principal, action, resource, context)
-        except NotImplementedError:  # a remote backend: the decision's reasons must do
-            explanation = None
+        explanation = explain_decision(authz, decision, principal, action, resource, context)
     finally:
         _quiet.reset(token)
     request = f"{principal} {action} {resource}" + (f" context={dict(context)!r}" if context

@@ -45,7 +45,7 @@ from agentauthz.agents.delegation import Delegation
 from agentauthz.authorizer import Authorizer
 from agentauthz.engine.explain import Explanation
 from agentauthz.errors import AgentAuthzError, AuthorizationError, PolicyError, Problem
-from agentauthz.model import Decision, Outcome, Reason, parse_entity_key
+from agentauthz.model import Decision, Entity, EntityLike, Outcome, Reason, parse_entity_key
 from agentauthz.policy.loader import PathKey, Positions, read_source
 from agentauthz.policy.schema import Policy
 
@@ -56,6 +56,7 @@ __all__ = [
     "Coverage",
     "FileResult",
     "describe",
+    "explain_decision",
     "load_file",
     "merge_coverage",
     "run_case",
@@ -205,12 +206,32 @@ def run_case(authz: Authorizer, case: Case) -> CaseResult:
 
 def _decided(authz: Authorizer, case: Case, principal: str | Delegation) -> CaseResult:
     decision = authz.check(principal, case.action, case.resource, case.context)
-    try:
-        explanation: Explanation | None = authz.explain(principal, case.action, case.resource,
-                                                        case.context)
-    except NotImplementedError:
-        explanation = None
+    explanation = explain_decision(authz, decision, principal, case.action, case.resource,
+                                   case.context)
     return CaseResult(case, decision, explanation, _failure(case, decision))
+
+
+def explain_decision(authz: Authorizer, decision: Decision, principal: EntityLike | Delegation,
+                     action: str, resource: EntityLike, context: Mapping[str, Any] | None
+                     ) -> Explanation | None:
+    """The tree of ``decision`` (``None`` when the backend cannot explain).
+
+    ``explain`` of a plain principal walks the policy only; when that
+    disagrees with the decision of an agent (unregistered, suspended,
+    revoked, or let through by break-glass), the agent is explained as a
+    delegation, whose tree shows the registry's verdict.
+    """
+    try:
+        explanation = authz.explain(principal, action, resource, context)
+        tree = explanation.decision
+        if (tree is not None and tree.allowed != decision.allowed
+                and not isinstance(principal, Delegation)
+                and authz.agents.is_agent(principal.key if isinstance(principal, Entity)
+                                          else principal)):
+            explanation = authz.explain(Delegation.of(principal), action, resource, context)
+    except NotImplementedError:
+        return None
+    return explanation
 
 
 # ------------------------------------------------------------------- files
