@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agentauthz import ApprovalRequired, Authorizer, InvalidInputError, PolicyError
+from agentauthz import ApprovalRequired, Authorizer, ConfigurationError, InvalidInputError, PolicyError
 from agentauthz.agents.approvals import ApprovalRequest
 from agentauthz.agents.guard import ToolCallRecord, ToolDenied, guard_tools, guarded_tool
 from agentauthz.agents.tools import ToolSpec
@@ -631,3 +631,16 @@ def test_a_failing_tool_is_audited(authz: Authorizer, audit: list[ToolCallRecord
         guarded(ticket_id="1")
     assert audit[-1].decision.allowed and audit[-1].withheld == ("no result: the tool raised "
                                                                  "OSError",)
+
+
+def test_chains_given_to_the_guard_replace_the_policys(authz: Authorizer) -> None:
+    guard = authz.tool_guard(chains=[{"id": "one-read", "tool": "read_ticket", "max_calls": 1}])
+    with authz.acting_as("agent:bot", on_behalf_of="user:alice"), \
+            authz.task(scope=[("*", "*")], purpose="triage"):
+        assert guard.begin("read_ticket", {"ticket_id": "1"}).allowed
+        assert "one-read" in guard.begin("read_ticket", {"ticket_id": "2"}).message
+        assert guard.begin("search", {"query": "a"}).allowed
+        assert guard.begin("search", {"query": "b"}).allowed
+        assert guard.begin("search", {"query": "c"}).allowed   # the policy's budget is not used
+    with pytest.raises(ConfigurationError, match="chains"):
+        authz.tool_guard(chains=[{"id": "x"}])

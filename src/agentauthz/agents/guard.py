@@ -44,6 +44,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, cast
 
+from pydantic import ValidationError
+
 from agentauthz import enforce
 from agentauthz.agents.approvals import ApprovalHandler, ApprovalRequest, fingerprint
 from agentauthz.agents.chains import ChainRule, Ledger, Ledgers, Step
@@ -58,6 +60,7 @@ from agentauthz.errors import (
     InvalidInputError,
 )
 from agentauthz.model import Decision, Entity, Outcome, Reason, parse_entity_key
+from agentauthz.policy.definition import ChainRuleDefinition
 
 if TYPE_CHECKING:
     from agentauthz.authorizer import Authorizer
@@ -144,14 +147,18 @@ class ToolGuard:
     ``approval_handler``: called with an :class:`ApprovalRequest`, sync or
     async, returns whether a person approved; ``approval_timeout`` seconds
     later, no answer is a denial. ``audit``: called with a
-    :class:`ToolCallRecord` for every decided call.
+    :class:`ToolCallRecord` for every decided call. ``chains``: chain rules
+    (:class:`~agentauthz.agents.chains.ChainRule`, or mappings shaped as in the
+    policy's ``chains:``) used instead of the policy's — a remote backend has
+    no policy file here.
     """
 
     def __init__(self, authz: Authorizer, tools: Iterable[ToolSpec] = (), *,
                  on_deny: Literal["raise", "message"] = "raise",
                  approval_handler: ApprovalHandler | None = None,
                  approval_timeout: float = 300.0,
-                 audit: Callable[[ToolCallRecord], None] | None = None) -> None:
+                 audit: Callable[[ToolCallRecord], None] | None = None,
+                 chains: Iterable[ChainRule | Mapping[str, Any]] | None = None) -> None:
         if on_deny not in ("raise", "message"):
             raise ConfigurationError("on_deny must be 'raise' or 'message'")
         if approval_handler is not None and not callable(approval_handler):
@@ -167,6 +174,15 @@ class ToolGuard:
         self._specs: dict[str, ToolSpec] = {}
         for spec in tools:
             self.declare(spec)
+        self._chains: tuple[ChainRule, ...] | None = None
+        if chains is not None:
+            try:
+                self._chains = tuple(
+                    c if isinstance(c, ChainRule)
+                    else ChainRule.from_definition(ChainRuleDefinition.model_validate(dict(c)))
+                    for c in chains)
+            except (InvalidInputError, ValidationError) as exc:
+                raise ConfigurationError(f"chains: {exc}") from None
 
     # -------------------------------------------------------------- tools
     def declare(self, spec: ToolSpec) -> ToolSpec:
@@ -187,7 +203,12 @@ class ToolGuard:
 
     @property
     def chains(self) -> tuple[ChainRule, ...]:
-        """The chain rules in force: the current policy's ``chains:``."""
+        """The chain rules in force: those given to the guard, else the policy's ``chains:``.
+
+        A remote backend has no policy file here: give its guards ``chains=``.
+        """
+        if self._chains is not None:
+            return self._chains
         evaluator = getattr(self.authz.backend, "evaluator", None)
         return evaluator.policy.chains if evaluator is not None else ()
 
