@@ -277,6 +277,7 @@ class AuthZENServer:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # the stdlib's 5 resets bursts of concurrent connections
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
                  pdp: AuthZENServer) -> None:
