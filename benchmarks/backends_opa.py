@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""What the OPA backend adds above OPA's own time, on loopback.
+
+    python benchmarks/backends_opa.py [--calls N]
+
+OPA's stand-in from the tests (``tests/backends/servers/opa_server.py``:
+OPA's REST Data API, the shipped ``examples/backends/opa/policy.rego`` run by
+regopy over the demo data) runs in a child process, as OPA would run beside
+an application. It times its own handler for every request, from the complete
+request (headers and body read) to the last byte written, and the benchmark subtracts that time
+from each call it made (calls are sequential, so they pair one to one). What the server spends
+parsing the request's headers counts as overhead: the figures are an upper
+bound on the adapter's share. A
+second server in the same child answers a canned ``{"result": true}`` without
+evaluating anything: the batch rows use it to show what the adapter can push
+through, which the Rego server (one interpreter behind a lock) cannot.
+
+Rows (per call, median and p99 of ``perf_counter_ns``; remote rows time
+``min(N, 5000)`` calls, ``user:alice read document:ticket-1``, an allow):
+
+- the server's own time per request;
+- ``httpx.Client.post`` alone, minus the server's time: the HTTP client and
+  loopback, the floor any Python client pays;
+- ``OPABackend.check`` and ``acheck``, minus the server's time: the adapter's
+  overhead (input encoding, HTTP, answer decoding, the decision);
+- the adapter's own logic without I/O (encode, decode, build the decision);
+- ``Authorizer(backend=..., cache=True)`` asked the same question again (a
+  cache hit), beside the same authorizer without a cache.
+
+Batch rows: decisions per second of ``check_many`` / ``acheck_many`` of 100
+requests (``max_concurrency=8``, the default) against 100 sequential ``check`` calls, on
+three servers: the Rego one, the canned one, and the canned one answering
+after 2 ms (a network hop). Against a server in one Python process on the
+same two cores, concurrency has nothing to overlap; against a server some
+milliseconds away, it overlaps the waits.
+
+Targets: adapter overhead above the server < 1 ms median (sync and async);
+a cache hit at least 20× faster than asking OPA; a concurrent batch at least
+3× the sequential throughput against the server 2 ms away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the stand-in server lives with the tests
+
+from _timing import Results, Verdicts, run_main, stats, time_sync  # noqa: E402
+
+REQUEST = ("user:alice", "read", "document:ticket-1")
+MAX_REMOTE_CALLS = 5000
+BATCH = 100
+AWAY_S = 0.002  # the canned server "2 ms away": a network hop to an OPA sidecar or service
+CANNED = (b'{"result": {"allow": true, "reasons": [{"kind": "permission", "message": '
+          b'"document.read = (owner | parent->read) - banned"}]}, "decision_id": '
+          b'"4f2b7a52-0c1d-4d4e-9a53-5a2f1c9e8b11"}')
+
+
+def serve(conn: Connection) -> None:
+    """The child: two servers, then answer ``reset`` / ``stats`` / ``stop`` on ``conn``."""
+    from tests.backends.servers.opa_server import OPAServer, Reply, demo_engine
+
+    rego = OPAServer(demo_engine()).start()
+    canned = OPAServer(responder=lambda path, inp, n: Reply(doc={"result": True})).start()
+    away = OPAServer(responder=lambda path, inp, n: Reply(doc={"result": True},
+                                                         delay=AWAY_S)).start()
+    conn.send((rego.url, canned.url, away.url))
+    while True:
+        command = conn.recv()
+        while rego.in_flight:  # a handler records its time just after its last byte
+            time.sleep(0.0005)
+        if command == "reset":
+            rego.handler_ns.clear()
+            canned.handler_ns.clear()
+            conn.send(None)
+        elif command == "stats":
+            conn.send(list(rego.handler_ns))
+        else:
+            for server in (rego, canned, away):
+                server.stop()
+            conn.send(None)
+            return
+
+
+class Child:
+    def __init__(self) -> None:
+        self.conn, theirs = multiprocessing.get_context("spawn").Pipe()
+        self.process = multiprocessing.get_context("spawn").Process(target=serve, args=(theirs,),
+                                                                   daemon=True)
+        self.process.start()
+        self.rego_url, self.canned_url, self.away_url = self.conn.recv()
+
+    def ask(self, command: str) -> Any:
+        self.conn.send(command)
+        return self.conn.recv()
+
+    def stop(self) -> None:
+        self.ask("stop")
+        self.process.join(10)
+
+
+def paired(child: Child, call: Any, n: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Time ``n`` calls; return (the server's own time, the call minus the server's time)."""
+    for _ in range(min(n, 500)):
+        call()
+    child.ask("reset")
+    pc = time.perf_counter_ns
+    lat = [0] * n
+    for i in range(n):
+        t = pc()
+        call()
+        lat[i] = pc() - t
+    server = child.ask("stats")
+    assert len(server) == n, f"expected {n} requests, the server saw {len(server)}"
+    return stats(list(server)), stats([c - s for c, s in zip(lat, server, strict=True)])
+
+
+def apaired(child: Child, call: Any, n: int) -> dict[str, float]:
+    async def loop() -> list[int]:
+        for _ in range(min(n, 500)):
+            await call()
+        child.ask("reset")
+        pc = time.perf_counter_ns
+        lat = [0] * n
+        for i in range(n):
+            t = pc()
+            await call()
+            lat[i] = pc() - t
+        return lat
+
+    lat = asyncio.run(loop())
+    server = child.ask("stats")
+    return stats([c - s for c, s in zip(lat, server, strict=True)])
+
+
+def throughput(fn: Any, rounds: int) -> float:
+    """Decisions per second of ``fn()`` (one batch of BATCH decisions), best of three runs."""
+    fn()
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(rounds):
+            fn()
+        best = max(best, rounds * BATCH / (time.perf_counter() - start))
+    return best
+
+
+def measure(n: int) -> Results:
+    import httpx
+    from tests.backends.servers.opa_server import DECISION
+
+    from agentauthz import Authorizer
+    from agentauthz.backends.opa import OPABackend
+    from agentauthz.engine.evaluator import CheckRequest
+
+    remote = min(n, MAX_REMOTE_CALLS)
+    out: Results = {}
+    child = Child()
+    try:
+        backend = OPABackend(child.rego_url, decision=DECISION)
+        body = backend._check_flow(*REQUEST, None).send(None).body  # the exact request bytes
+        with httpx.Client() as raw:
+            url = f"{child.rego_url}/v1/data/{DECISION}"
+            own, floor = paired(child, lambda: raw.post(url, content=body), remote)
+        out["server's own time per request"] = own
+        out["httpx.Client.post alone, minus the server"] = floor
+        assert backend.check(*REQUEST).allowed
+        out["OPABackend.check, minus the server"] = paired(
+            child, lambda: backend.check(*REQUEST), remote)[1]
+
+        async def acheck() -> None:
+            await backend.acheck(*REQUEST)
+
+        out["OPABackend.acheck, minus the server"] = apaired(child, acheck, remote)
+
+        def logic() -> None:
+            flow = backend._check_flow(*REQUEST, None)
+            call = flow.send(None)
+            try:
+                flow.send(backend._document(call, 200, CANNED))
+            except StopIteration:
+                return
+            raise AssertionError("a check is one request")
+
+        out["adapter logic alone (no I/O)"] = time_sync(logic, n)
+        plain = Authorizer(backend=backend)
+        cached = Authorizer(backend=backend, cache=True)
+        cached.check(*REQUEST)
+        out["Authorizer.check, no cache (asks OPA)"] = time_sync(
+            lambda: plain.check(*REQUEST), remote)
+        out["Authorizer.check, cache hit"] = time_sync(lambda: cached.check(*REQUEST), n)
+        stats_ = cached.cache_stats()
+        assert stats_ is not None and stats_.hits >= n
+
+        batch = [CheckRequest(*REQUEST)] * BATCH
+        rounds = max(2, remote // (BATCH * 10))
+        servers = (("Rego server", child.rego_url), ("canned server", child.canned_url),
+                   ("canned server 2 ms away", child.away_url))
+        for label, url in servers:
+            with OPABackend(url, decision=DECISION, max_concurrency=8) as b:
+                out[f"100 sequential checks ({label})"] = {
+                    "per_s": throughput(lambda b=b: [b.check(*REQUEST) for _ in range(BATCH)],
+                                        rounds)}
+                out[f"check_many of 100 ({label})"] = {
+                    "per_s": throughput(lambda b=b: b.check_many(batch), rounds)}
+
+                async def many(b: OPABackend = b) -> None:
+                    await b.acheck_many(batch)
+
+                async def arounds(b: OPABackend = b) -> float:
+                    await many()
+                    best = 0.0
+                    for _ in range(3):
+                        start = time.perf_counter()
+                        for _ in range(rounds):
+                            await many()
+                        best = max(best, rounds * BATCH / (time.perf_counter() - start))
+                    await b.aclose()
+                    return best
+
+                out[f"acheck_many of 100 ({label})"] = {"per_s": asyncio.run(arounds())}
+        backend.close()
+    finally:
+        child.stop()
+    return out
+
+
+def report(results: Results) -> tuple[str, Verdicts]:
+    lines = ["| call | median µs | p99 µs |", "|---|---:|---:|"]
+    for name, r in results.items():
+        if "median_us" in r:
+            lines.append(f"| {name} | {r['median_us']:.1f} | {r['p99_us']:.1f} |")
+    lines += ["", "| batch | decisions/s |", "|---|---:|"]
+    for name, r in results.items():
+        if "per_s" in r:
+            lines.append(f"| {name} | {r['per_s']:,.0f} |")
+    sync = results["OPABackend.check, minus the server"]["median_us"]
+    async_ = results["OPABackend.acheck, minus the server"]["median_us"]
+    miss = results["Authorizer.check, no cache (asks OPA)"]["median_us"]
+    hit = results["Authorizer.check, cache hit"]["median_us"]
+    seq = results["100 sequential checks (canned server 2 ms away)"]["per_s"]
+    batch = results["check_many of 100 (canned server 2 ms away)"]["per_s"]
+    abatch = results["acheck_many of 100 (canned server 2 ms away)"]["per_s"]
+    verdicts = [
+        ("adapter overhead above the server < 1 ms median (check)", f"{sync:.0f} µs",
+         sync < 1000),
+        ("adapter overhead above the server < 1 ms median (acheck)", f"{async_:.0f} µs",
+         async_ < 1000),
+        ("a cache hit ≥ 20× faster than asking OPA", f"{miss / hit:.0f}×", miss / hit >= 20),
+        ("check_many of 100 ≥ 3× sequential (server 2 ms away)", f"{batch / seq:.1f}×",
+         batch / seq >= 3),
+        ("acheck_many of 100 ≥ 3× sequential (server 2 ms away)", f"{abatch / seq:.1f}×",
+         abatch / seq >= 3),
+    ]
+    return "\n".join(lines), verdicts
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(__doc__, measure, report))
