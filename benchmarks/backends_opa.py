@@ -16,7 +16,9 @@ evaluating anything: the batch rows use it to show what the adapter can push
 through, which the Rego server (one interpreter behind a lock) cannot.
 
 Rows (per call, median and p99 of ``perf_counter_ns``; remote rows time
-``min(N, 5000)`` calls, ``user:alice read document:ticket-1``, an allow):
+``min(N, 5000)`` calls, ``user:alice read document:ticket-1``, an allow; the
+raw, sync and async rows run in ten alternating slices, so that the load of a
+shared machine falls on each alike):
 
 - the server's own time per request;
 - ``httpx.Client.post`` alone, minus the server's time: the HTTP client and
@@ -106,10 +108,8 @@ class Child:
         self.process.join(10)
 
 
-def paired(child: Child, call: Any, n: int) -> tuple[dict[str, float], dict[str, float]]:
-    """Time ``n`` calls; return (the server's own time, the call minus the server's time)."""
-    for _ in range(min(n, 500)):
-        call()
+def timed(child: Child, call: Any, n: int) -> tuple[list[int], list[int]]:
+    """Time ``n`` sequential calls: (each call's latency, the server's own time for it)."""
     child.ask("reset")
     pc = time.perf_counter_ns
     lat = [0] * n
@@ -119,24 +119,45 @@ def paired(child: Child, call: Any, n: int) -> tuple[dict[str, float], dict[str,
         lat[i] = pc() - t
     server = child.ask("stats")
     assert len(server) == n, f"expected {n} requests, the server saw {len(server)}"
-    return stats(list(server)), stats([c - s for c, s in zip(lat, server, strict=True)])
+    return lat, server
 
 
-def apaired(child: Child, call: Any, n: int) -> dict[str, float]:
+def atimed(child: Child, call: Any, n: int) -> tuple[list[int], list[int]]:
+    """:func:`timed` for ``call`` = (a coroutine function, the coroutine that closes its client)."""
+    ask, close = call
+
     async def loop() -> list[int]:
-        for _ in range(min(n, 500)):
-            await call()
+        await ask()  # opens the client of this event loop
         child.ask("reset")
         pc = time.perf_counter_ns
         lat = [0] * n
         for i in range(n):
             t = pc()
-            await call()
+            await ask()
             lat[i] = pc() - t
+        await close()  # an AsyncClient belongs to one event loop
         return lat
 
     lat = asyncio.run(loop())
-    server = child.ask("stats")
+    return lat, child.ask("stats")
+
+
+def interleaved(child: Child, calls: dict[str, tuple[bool, Any]], n: int
+                ) -> dict[str, tuple[list[int], list[int]]]:
+    """Time each call ``n`` times, in ten alternating slices, so that load shifts on a
+    shared machine fall on every row alike. ``calls``: name -> (is async, call)."""
+    out: dict[str, tuple[list[int], list[int]]] = {name: ([], []) for name in calls}
+    for is_async, call in calls.values():  # warm up every client and connection
+        (atimed if is_async else timed)(child, call, min(n, 300))
+    for _ in range(10):
+        for name, (is_async, call) in calls.items():
+            lat, server = (atimed if is_async else timed)(child, call, max(1, n // 10))
+            out[name][0].extend(lat)
+            out[name][1].extend(server)
+    return out
+
+
+def minus_server(lat: list[int], server: list[int]) -> dict[str, float]:
     return stats([c - s for c, s in zip(lat, server, strict=True)])
 
 
@@ -166,19 +187,22 @@ def measure(n: int) -> Results:
     try:
         backend = OPABackend(child.rego_url, decision=DECISION)
         body = backend._check_flow(*REQUEST, None).send(None).body  # the exact request bytes
-        with httpx.Client() as raw:
-            url = f"{child.rego_url}/v1/data/{DECISION}"
-            own, floor = paired(child, lambda: raw.post(url, content=body), remote)
-        out["server's own time per request"] = own
-        out["httpx.Client.post alone, minus the server"] = floor
+        url = f"{child.rego_url}/v1/data/{DECISION}"
         assert backend.check(*REQUEST).allowed
-        out["OPABackend.check, minus the server"] = paired(
-            child, lambda: backend.check(*REQUEST), remote)[1]
+        asynchronous = OPABackend(child.rego_url, decision=DECISION)
 
         async def acheck() -> None:
-            await backend.acheck(*REQUEST)
+            await asynchronous.acheck(*REQUEST)
 
-        out["OPABackend.acheck, minus the server"] = apaired(child, acheck, remote)
+        with httpx.Client() as raw:
+            got = interleaved(child, {
+                "raw": (False, lambda: raw.post(url, content=body)),
+                "check": (False, lambda: backend.check(*REQUEST)),
+                "acheck": (True, (acheck, asynchronous.aclose))}, remote)
+        out["server's own time per request"] = stats(list(got["check"][1]))
+        out["httpx.Client.post alone, minus the server"] = minus_server(*got["raw"])
+        out["OPABackend.check, minus the server"] = minus_server(*got["check"])
+        out["OPABackend.acheck, minus the server"] = minus_server(*got["acheck"])
 
         def logic() -> None:
             flow = backend._check_flow(*REQUEST, None)
