@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import importlib.util
 import json
 import re
 import socket
@@ -305,6 +306,104 @@ def test_malformed_input_is_denied_without_asking(server: AuthZENServer,
     assert authz.list_resources("user:alice", "read", "no such type") == frozenset()
 
 
+# ------------------------------------------- the test PDP keeps to the spec
+ALICE = {"type": "user", "id": "alice"}
+READ = {"name": "read"}
+TICKET = {"type": "document", "id": "ticket-1"}
+
+# (api, body, status, answer or None): the conformance scenario's requests, on the demo data
+CONFORMANCE: list[tuple[str, Any, int, Any]] = [
+    ("evaluation", {"subject": ALICE, "action": READ, "resource": TICKET}, 200,
+     {"decision": True}),
+    ("evaluation", {"subject": ALICE, "action": READ, "resource": TICKET, "foo": "bar",
+                    "context": {"time": "2025-06-27T18:03-07:00"}}, 200, {"decision": True}),
+    ("evaluation", {"action": READ, "resource": TICKET}, 400, None),
+    ("evaluation", {"subject": ALICE, "resource": TICKET}, 400, None),
+    ("evaluation", {"subject": ALICE, "action": READ}, 400, None),
+    ("evaluation", {"subject": {"id": "alice"}, "action": READ, "resource": TICKET}, 400, None),
+    ("evaluation", {"subject": {"type": "user"}, "action": READ, "resource": TICKET}, 400, None),
+    ("evaluation", {"subject": ALICE, "action": {}, "resource": TICKET}, 400, None),
+    ("evaluation", {"subject": ALICE, "action": READ, "resource": {"id": "x"}}, 400, None),
+    ("evaluation", {"subject": "alice", "action": READ, "resource": TICKET}, 400, None),
+    ("evaluation", {"subject": ALICE, "action": {"name": 123}, "resource": TICKET}, 400, None),
+    ("evaluation", b"{not json", 400, None),
+    ("evaluation", b"", 400, None),
+    ("evaluation", b"[1]", 400, None),
+    ("evaluations", {"subject": ALICE, "action": READ,
+                     "evaluations": [{"resource": TICKET}, {}]}, 200,
+     {"evaluations": [{"decision": True}, {"decision": False}]}),
+    ("evaluations", {"subject": ALICE, "action": READ, "resource": TICKET, "evaluations": []},
+     200, {"decision": True}),
+    ("evaluations", {"subject": ALICE, "action": {"name": "write"},
+                     "resource": {"type": "document"},
+                     "evaluations": [{"resource": {"id": "ticket-1"}},
+                                     {"resource": {"type": "document", "id": "runbook-1"}}]},
+     200, {"evaluations": [{"decision": True}, {"decision": False}]}),
+    ("evaluations", {"subject": ALICE, "action": READ, "options": {
+        "evaluations_semantic": "deny_on_first_deny"}, "evaluations": [
+        {"resource": TICKET}, {"resource": {"type": "document", "id": "payroll"}},
+        {"resource": TICKET}]}, 200, {"evaluations": [{"decision": True}, {"decision": False}]}),
+    ("evaluations", {"subject": ALICE, "action": READ, "options": {
+        "evaluations_semantic": "permit_on_first_permit"}, "evaluations": [
+        {"resource": {"type": "document", "id": "payroll"}}, {"resource": TICKET},
+        {"resource": TICKET}]}, 200, {"evaluations": [{"decision": False}, {"decision": True}]}),
+    ("evaluations", {"subject": ALICE, "action": READ, "options": {"evaluations_semantic": "x"},
+                     "evaluations": [{"resource": TICKET}]}, 400, None),
+    ("search_subject", {"subject": {"type": "user"}, "action": READ, "resource": TICKET}, 200,
+     {"results": [{"type": "user", "id": "alice"}]}),
+    ("search_subject", {"subject": {"type": "spaceship"}, "action": READ, "resource": TICKET},
+     200, {"results": []}),
+    ("search_subject", {"subject": {"type": "user"}, "resource": TICKET}, 400, None),
+    ("search_subject", {"subject": {"type": "user"}, "action": READ,
+                        "resource": {"type": "document"}}, 400, None),
+    ("search_resource", {"subject": ALICE, "action": READ, "resource": {"type": "folder"},
+                         "page": {"limit": 1}}, 200, {"results": [{"type": "folder",
+                                                                   "id": "archive"}]}),
+    ("search_resource", {"action": READ, "resource": {"type": "document"}}, 400, None),
+    ("search_resource", {"subject": {"type": "user"}, "action": READ,
+                         "resource": {"type": "document"}}, 400, None),
+    ("search_resource", {"subject": ALICE, "action": READ, "resource": {"type": "document"},
+                         "page": {"token": "forged"}}, 400, None),
+    ("search_action", {"subject": {"type": "user", "id": "nonexistent-user"},
+                       "resource": TICKET}, 200, {"results": []}),
+    ("search_action", {"subject": ALICE}, 400, None),
+]
+
+
+@pytest.mark.parametrize(("api", "body", "code", "expected"), CONFORMANCE,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CONFORMANCE)])
+def test_the_test_pdp_answers_the_conformance_scenario(server: AuthZENServer, api: str,
+                                                       body: Any, code: int,
+                                                       expected: Any) -> None:
+    import httpx
+
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = httpx.post(server.url + PATHS[api], content=content, headers={
+        "Content-Type": "application/json", "X-Request-ID": "conformance-1"})
+    assert response.status_code == code, response.text
+    assert response.headers["X-Request-ID"] == "conformance-1"
+    if expected is None:
+        return
+    answer = response.json()
+    if "evaluations" in expected:
+        answer = {"evaluations": [{"decision": e["decision"]} for e in answer["evaluations"]]}
+    elif "decision" in expected:
+        answer = {"decision": answer["decision"]}
+    else:
+        assert answer["page"]["count"] == len(answer["results"])
+        answer = {"results": answer["results"]}
+    assert answer == expected
+
+
+def test_the_test_pdp_refuses_what_is_not_json(server: AuthZENServer) -> None:
+    import httpx
+
+    body = json.dumps({"subject": ALICE, "action": READ, "resource": TICKET})
+    assert httpx.post(server.url + PATHS["evaluation"], content=body,
+                      headers={"Content-Type": "text/plain"}).status_code == 400
+    assert httpx.get(server.url + "/nothing/here").status_code == 404
+
+
 # ----------------------------------------------------------------- discovery
 def test_metadata_is_read_once_and_trusted_only_for_this_pdp(server: AuthZENServer,
                                                              backend: AuthZENBackend) -> None:
@@ -381,6 +480,13 @@ def test_declared_actions_stand_in_for_action_search(evaluator: Evaluator, mode:
         assert _posts(pdp, "evaluations") == 2  # three declared actions, batches of two
         with pytest.raises(BackendError, match="no action search"):
             b.list_actions("user:alice", "team:support")
+
+
+def test_declared_actions_filter_what_action_search_finds(server: AuthZENServer) -> None:
+    with AuthZENBackend(server.url, actions={"document": ["read", "export", "share"]}) as b:
+        assert b.list_actions("user:alice", "document:ticket-1") == {"read", "export"}
+        assert b.list_actions("user:alice", "folder:tickets") == {"read", "write"}  # undeclared
+    assert _posts(server, "search_action") == 3 and _posts(server, "evaluations") == 0  # 2 + 1 pages
 
 
 async def _alist_actions_and_close(b: AuthZENBackend, principal: str, resource: str) -> Any:
@@ -877,3 +983,59 @@ def test_a_delegated_check_gives_the_local_answer(demo: AuthZENBackend) -> None:
                             "document:ticket-1").allowed
         assert not remote.check(Delegation("agent:assistant", "user:alice"), "read",
                                 "document:ticket-2").allowed  # banned for the agent
+
+
+# -------------------------------------------------------- the OpenFGA example
+EXAMPLE = Path(__file__).parents[2] / "examples" / "backends" / "authzen"
+
+
+def _make_store() -> Any:
+    spec = importlib.util.spec_from_file_location("make_store", EXAMPLE / "make_store.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fga_policy(text: str) -> dict[str, Any]:
+    """``model.fga`` as an agentauthz policy: the DSL subset it uses maps one to one
+    (``[types]``: a relation; ``or``: ``|``; ``but not``: ``-``; ``r from p``: ``p->r``)."""
+    types: dict[str, dict[str, Any]] = {}
+    current: dict[str, Any] = {}
+    for line in text.splitlines():
+        s = line.strip()
+        if not s or s.startswith("#") or s in ("model", "schema 1.1", "relations"):
+            continue
+        if s.startswith("type "):
+            current = types.setdefault(s[5:], {})
+            continue
+        match = re.fullmatch(r"define (\w+): (.+)", s)
+        assert match is not None, f"not in the subset this test reads: {s!r}"
+        name, expr = match.groups()
+        if expr.startswith("["):
+            current.setdefault("relations", {})[name] = [t.strip() for t in expr[1:-1].split(",")]
+        else:
+            assert not (" or " in expr and " but not " in expr), "one operator per definition"
+            expr = re.sub(r"(\w+) from (\w+)", r"\2->\1", expr)
+            current.setdefault("permissions", {})[name] = (
+                expr.replace(" or ", " | ").replace(" but not ", " - "))
+    return {"types": types}
+
+
+def test_the_openfga_store_file_is_generated_from_the_demo() -> None:
+    assert (EXAMPLE / "store.fga.yaml").read_text(encoding="utf-8") == _make_store().store()
+
+
+def test_the_openfga_model_and_tuples_give_the_parity_table() -> None:
+    store = yaml.safe_load((EXAMPLE / "store.fga.yaml").read_text(encoding="utf-8"))
+    model = _fga_policy((EXAMPLE / "model.fga").read_text(encoding="utf-8"))
+    fga = Authorizer(model, data={"relationships": [  # the evaluator: no agent registry
+        f"{t['object']}#{t['relation']}@{t['user']}" for t in store["tuples"]]}).evaluator
+    for principal, action, resource, expected in CASES:
+        assert ("allow" if fga.check(principal, action, resource).allowed else "deny") \
+            == expected, (principal, action, resource)
+    (test,) = store["tests"]
+    assert sum(len(c["assertions"]) for c in test["check"]) == len(CASES)
+    for case in test["list_objects"]:
+        for action, objects in case["assertions"].items():
+            assert sorted(fga.list_resources(case["user"], action, case["type"])) == objects

@@ -195,8 +195,10 @@ class AuthZENBackend(BaseBackend):
     ``max_response_bytes``
         a larger answer (decompressed) fails.
     ``actions``
-        ``{resource_type: [actions]}``: lets ``list_actions`` work with a PDP
-        that has no action search (one batch evaluation of those actions).
+        ``{resource_type: [actions]}``, the actions of each type: ``list_actions``
+        answers only these (a PDP may find more, such as OpenFGA's helper
+        relations), and evaluates them in one batch when the PDP has no
+        action search.
     ``policy_version``
         what ``version()`` reports and decisions carry, if you know it (e.g.
         the policy bundle the PDP runs); ``None``: unknown, and a decision
@@ -466,8 +468,10 @@ class AuthZENBackend(BaseBackend):
         search = self._search_flow("action search", "search_action", body, _result_action)
         endpoints = yield from self._endpoints_flow()
         declared = self.actions.get(target["type"])
-        if endpoints.search_action is not None or declared is None:
+        if declared is None:
             return (yield from search)
+        if endpoints.search_action is not None:  # only the declared actions, not helper relations
+            return (yield from search) & frozenset(declared)
         search.close()
         # no action search: evaluate the actions declared for this type, in batches
         items = [_evaluation(principal, a, resource, context) for a in declared]
