@@ -1,6 +1,6 @@
 """The examples in the documentation run.
 
-Every fenced ```python block in README.md and docs/*.md is executed in a
+Every fenced ```python block in README.md and docs/**/*.md is executed in a
 fresh namespace, unless its first line is ``# not-run``. Every ```yaml block
 in docs/policy-language.md whose first line is ``# policy`` must load as a
 policy. A failing example is a documentation bug: fix the text or the code.
@@ -68,7 +68,7 @@ def _first_line(block: Block) -> str:
 
 
 def _markdown_files() -> list[Path]:
-    return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+    return [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 
 
 def _blocks(path: Path) -> list[Block]:
@@ -101,6 +101,7 @@ def test_the_documentation_has_examples() -> None:
 def test_python_example_runs(block: Block, tmp_path: Path,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    (tmp_path / "examples").symlink_to(ROOT / "examples")  # ...and read the repository's
     code = compile(block.source, f"<doc block {block.id}>", "exec")
     exec(code, {"__name__": "__doc_example__"})
 

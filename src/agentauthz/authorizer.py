@@ -325,7 +325,15 @@ class Authorizer:
 
     def set_attributes(self, entity: EntityLike, attributes: Mapping[str, Any] | None) -> None:
         """Store attributes of an entity (replacing earlier ones), for conditions to read."""
-        self._require_local("set_attributes").evaluator.set_attributes(entity, attributes)
+        if self._local is not None:
+            self._local.evaluator.set_attributes(entity, attributes)
+            return
+        setter = getattr(self.backend, "set_attributes", None)
+        if setter is None:
+            raise NotImplementedError(f"the {self.backend.name!r} backend takes no attribute "
+                                      "writes through agentauthz")
+        setter(entity, attributes)
+        self.invalidate()
 
     def load_data(self, source: str | os.PathLike[str] | Mapping[str, Any]) -> None:
         """Load a data file's relationships and attributes (validated against the schema)."""
