@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import functools
 import inspect
 import ipaddress
 import json
@@ -108,7 +109,7 @@ _TRANSPORT_OPTIONS: Final = frozenset({"verify", "cert", "limits", "http1", "htt
                                        "local_address", "uds", "socket_options"})
 _UNKNOWN_VERSION: Final = "unknown"
 _EXECUTE_ALL: Final = b'"options":{"evaluations_semantic":"execute_all"}'
-_CONTROL: Final = dict.fromkeys((*range(32), 127), " ")
+_CONTROL: Final = dict.fromkeys((*range(32), *range(127, 160), 0x2028, 0x2029), " ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +178,8 @@ class AuthZENBackend(BaseBackend):
     ``timeout``
         seconds for each phase of each HTTP request (connect, write, read, pool).
     ``retries``
-        extra attempts to *connect* (0.5 s, 1 s, ... apart); nothing else is retried.
+        extra attempts to *connect* (the first at once, then 0.5 s, 1 s, ... apart);
+        nothing else is retried.
     ``headers``
         sent with every request, e.g. ``{"Authorization": "Bearer ..."}``.
     ``client_options``
@@ -186,7 +188,8 @@ class AuthZENBackend(BaseBackend):
         (a transport of your own replaces ours, and its retries with it).
     ``batch_size``, ``max_concurrency``
         evaluations per ``/evaluations`` request, and how many requests one
-        ``check_many`` (or a PDP without the batch API) has in flight at once.
+        ``check_many`` has in flight at once (batches, or single evaluations
+        when the PDP has no batch API).
     ``page_size``
         sent as ``page.limit`` in searches (``None``: the PDP's page size).
     ``max_pages``, ``max_results``
@@ -285,17 +288,19 @@ class AuthZENBackend(BaseBackend):
         return await self._arun(self._check_flow(body))
 
     def check_many(self, requests: Sequence[CheckRequest]) -> list[Decision]:
-        out, flows, slots = self._plan_batch(requests)
-        for decisions, positions in zip(self._run_all(flows), slots, strict=True):
-            for position, decision in zip(positions, decisions, strict=True):
-                out[position] = decision
+        out, items, positions = self._prepare_batch(requests)
+        if items:
+            endpoints = self._run(self._endpoints_flow())
+            flows, slots = self._plan_batch(items, positions, endpoints)
+            _place(out, slots, self._run_all(flows))
         return cast(list[Decision], out)
 
     async def acheck_many(self, requests: Sequence[CheckRequest]) -> list[Decision]:
-        out, flows, slots = self._plan_batch(requests)
-        for decisions, positions in zip(await self._arun_all(flows), slots, strict=True):
-            for position, decision in zip(positions, decisions, strict=True):
-                out[position] = decision
+        out, items, positions = self._prepare_batch(requests)
+        if items:
+            endpoints = await self._arun(self._endpoints_flow())
+            flows, slots = self._plan_batch(items, positions, endpoints)
+            _place(out, slots, await self._arun_all(flows))
         return cast(list[Decision], out)
 
     def list_resources(self, principal: EntityLike, action: str, resource_type: str,
@@ -357,7 +362,7 @@ class AuthZENBackend(BaseBackend):
 
     def _batch_flow(self, items: list[bytes]) -> _Flow[list[Decision]]:
         endpoints = yield from self._endpoints_flow()
-        if endpoints.evaluations is None:  # no batch API: one evaluation each, in order
+        if endpoints.evaluations is None:  # no batch API: one evaluation after the other
             decisions = []
             for item in items:
                 decisions.append((yield from self._check_flow(item)))
@@ -374,9 +379,12 @@ class AuthZENBackend(BaseBackend):
         return [self._decision(e, reply.request_id, f"evaluations[{i}]")
                 for i, e in enumerate(evaluations)]
 
-    def _plan_batch(self, requests: Sequence[CheckRequest]
-                    ) -> tuple[list[Decision | None], list[_Flow[list[Decision]]], list[list[int]]]:
-        """Deny malformed requests now; group the rest into batches of ``batch_size``."""
+    def _single_flow(self, body: bytes) -> _Flow[list[Decision]]:
+        return [(yield from self._check_flow(body))]
+
+    def _prepare_batch(self, requests: Sequence[CheckRequest]
+                       ) -> tuple[list[Decision | None], list[bytes], list[int]]:
+        """Deny malformed requests now; the others as request bodies, with their positions."""
         out: list[Decision | None] = [None] * len(requests)
         items: list[bytes] = []
         positions: list[int] = []
@@ -388,10 +396,16 @@ class AuthZENBackend(BaseBackend):
                 positions.append(i)
             except InvalidInputError as exc:
                 out[i] = self._invalid(exc)
+        return out, items, positions
+
+    def _plan_batch(self, items: list[bytes], positions: list[int], endpoints: Endpoints
+                    ) -> tuple[list[_Flow[list[Decision]]], list[list[int]]]:
+        """Batches of ``batch_size``; or, without the batch API, one evaluation per flow."""
+        if endpoints.evaluations is None:
+            return [self._single_flow(item) for item in items], [[p] for p in positions]
         size = self.batch_size
-        flows = [self._batch_flow(items[k:k + size]) for k in range(0, len(items), size)]
-        slots = [positions[k:k + size] for k in range(0, len(items), size)]
-        return out, flows, slots
+        return ([self._batch_flow(items[k:k + size]) for k in range(0, len(items), size)],
+                [positions[k:k + size] for k in range(0, len(items), size)])
 
     def _search_flow(self, what: str, api: str, body: dict[str, Any],
                      read: Callable[[Any], str]) -> _Flow[frozenset[str]]:
@@ -914,8 +928,17 @@ def _entity(value: object, what: str) -> dict[str, Any]:
         if value.attributes:
             out["properties"] = dict(value.attributes)
         return out
-    type_, id_ = parse_entity_key(value, what=what)
+    if type(value) is str:
+        type_, id_ = _split_key(value, what)
+    else:
+        type_, id_ = parse_entity_key(value, what=what)
     return {"type": type_, "id": id_}
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_key(key: str, what: str) -> tuple[str, str]:
+    """``parse_entity_key``, remembered: the same principals and resources come back."""
+    return parse_entity_key(key, what=what)
 
 
 def _action(action: object) -> str:
@@ -947,6 +970,13 @@ def _evaluation(principal: object, action: object, resource: object, context: ob
     return _encode(body)
 
 
+def _place(out: list[Decision | None], slots: list[list[int]],
+           results: list[list[Decision]]) -> None:
+    for positions, decisions in zip(slots, results, strict=True):
+        for position, decision in zip(positions, decisions, strict=True):
+            out[position] = decision
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
@@ -969,7 +999,8 @@ def _json_kind(value: object) -> str:
 
 def _clean(text: str, limit: int = 300) -> str:
     """Text from the wire, safe for logs and reasons: no control characters, bounded."""
-    text = text.translate(_CONTROL)
+    if not text.isprintable():
+        text = text.translate(_CONTROL)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
