@@ -8,6 +8,7 @@
     ├── InvalidInputError       a malformed entity, relationship or request (also a ValueError)
     ├── ConditionError          a condition failed to evaluate (becomes a deny reason, never an allow)
     ├── StoreError              the relationship store could not read or write
+    │   └── StateStoreUnavailable  the shared state store (Redis) is unreachable or may be stale
     ├── BackendError            a backend could not answer (becomes a deny, or is raised if asked)
     └── AuthorizationError      not allowed; raised by authorize() and enforcement points
         ├── Unauthenticated     there is no principal
@@ -44,6 +45,7 @@ __all__ = [
     "NotFound",
     "PolicyError",
     "Problem",
+    "StateStoreUnavailable",
     "StoreError",
     "Unauthenticated",
 ]
@@ -103,6 +105,14 @@ class ConditionError(AgentAuthzError):
 
 class StoreError(AgentAuthzError):
     """The relationship store failed to read or write."""
+
+
+class StateStoreUnavailable(StoreError):
+    """The shared state store (Redis) cannot be reached, or this process may have missed a change.
+
+    Writes raise it (nothing was acknowledged); decisions that need the
+    shared state deny with reason ``state_store_unavailable`` instead.
+    """
 
 
 class AuthorizationError(AgentAuthzError):

@@ -11,6 +11,10 @@ WARNING on the ``agentauthz.breakglass`` logger when made, used and ended.
 A break-glass grant is also the only thing that opens a tool call that is
 hard-blocked for agents (privilege changes, token minting, credential
 changes).
+
+Grants live in memory here; a shared store (Redis, :mod:`agentauthz.scale`)
+subclasses :class:`BreakGlass`, keeping this process's copy of every live
+grant up to date so that :meth:`BreakGlass.match` never leaves the process.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -89,12 +93,19 @@ class BreakGlass:
         now = self._clock()
         grant = BreakGlassGrant(f"bg-{secrets.token_hex(6)}", principal, action, resource,
                                 reason.strip(), approver, now, now + float(ttl))
-        with self._lock:
-            self._grants[(principal, action, resource)] = grant
+        self._save(grant)
         log.warning("BREAK-GLASS granted %s: %s may %s %s until %s, approved by %s: %s",
                     grant.id, principal, action, resource, grant.expires_at, approver, grant.reason)
-        self._changed()
         return grant
+
+    def _save(self, grant: BreakGlassGrant) -> None:
+        """Put a new grant in force (a shared store writes it for every process)."""
+        self._put(grant)
+
+    def _put(self, grant: BreakGlassGrant) -> None:
+        with self._lock:
+            self._grants[(grant.principal, grant.action, grant.resource)] = grant
+        self._changed()
 
     def match(self, principal: str, action: str, resource: str) -> BreakGlassGrant | None:
         """The live grant for exactly this request, if any (logged: every use is loud)."""
@@ -118,9 +129,19 @@ class BreakGlass:
         """End a grant early; ``False`` if no live grant has that id."""
         for grant in list(self._grants.values()):
             if grant.id == grant_id:
-                self._drop(grant, "revoked")
+                self._end(grant)
                 return True
         return False
+
+    def _end(self, grant: BreakGlassGrant) -> None:
+        """End a grant early (a shared store ends it for every process)."""
+        self._drop(grant, "revoked")
+
+    def _replace(self, grants: Iterable[BreakGlassGrant]) -> None:
+        """Hold exactly ``grants`` (a shared store's copy, after resynchronising)."""
+        with self._lock:
+            self._grants = {(g.principal, g.action, g.resource): g for g in grants}
+        self._changed()
 
     def __bool__(self) -> bool:
         return bool(self._grants)

@@ -20,6 +20,13 @@ the ledger before each call and deny it or require approval::
 Only allowed steps count: a denied call left no trace in the world. Ledgers
 are isolated per task (and per delegation outside a task) and safe to use
 from many threads and asyncio tasks at once.
+
+Where ledgers live is a :class:`LedgerStore`: :class:`Ledgers` in memory by
+default, or a shared store (Redis, :mod:`agentauthz.scale`) so that the
+workers of one deployment see each other's steps. Its core operation,
+:meth:`LedgerStore.record`, is atomic: read the task's summary, let the guard
+decide, append the step if the guard allows it — so concurrent calls, in one
+process or many, cannot overspend a budget.
 """
 
 from __future__ import annotations
@@ -27,16 +34,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from agentauthz.agents.tools import Effect
 from agentauthz.errors import InvalidInputError
 from agentauthz.model import Reason
 from agentauthz.policy.definition import ChainRuleDefinition
 
-__all__ = ["ChainRule", "Ledger", "Ledgers", "Step", "Summary"]
+__all__ = ["ChainRule", "Decide", "Ledger", "LedgerStore", "Ledgers", "Step", "Summary"]
 
 MAX_STEPS: Final = 10_000
 
@@ -53,6 +60,8 @@ class Step:
     attributes: Mapping[str, Any]
     allowed: bool
     at: float
+    n: int = -1
+    """The step's number in its ledger: the ledger's :attr:`Summary.count` when it was recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +153,11 @@ class Summary:
     calls: dict[tuple[str, Effect], int] = field(default_factory=dict)
     values: dict[str, dict[Any, Step]] = field(default_factory=dict)
     """Per attribute name, each value seen (up to 8), with the first step that saw it."""
+    count: int = 0
+    """How many steps have been recorded."""
 
     def add(self, step: Step) -> None:
+        self.count += 1
         for label in step.labels:
             self.labels.setdefault(label, step)
         self.effects.add(step.effect)
@@ -189,8 +201,7 @@ class Ledger:
 
     def add_labels_locked(self, step: Step, labels: frozenset[str]) -> Step:
         """Replace ``step`` by a copy with more labels (a result revealed them)."""
-        updated = Step(step.tool, step.action, step.resource, step.effect, step.labels | labels,
-                       step.attributes, step.allowed, step.at)
+        updated = replace(step, labels=step.labels | labels)
         for i in range(len(self.steps) - 1, -1, -1):
             if self.steps[i] is step:
                 self.steps[i] = updated
@@ -200,8 +211,62 @@ class Ledger:
         return updated
 
 
+Decide = Callable[[Summary], "Step | None"]
+"""Given what a task has done, the step to record now, or ``None`` to record nothing.
+
+A shared store may call it more than once (it retries when another worker
+recorded a step in between), so it must depend on its argument only, and the
+last call is the one that counts.
+"""
+
+
+@runtime_checkable
+class LedgerStore(Protocol):
+    """Where the guard keeps each task's ledger. Every method is safe from many threads.
+
+    Keys are ``task:<task id>`` or ``principal:<principal key>``. ``expires_at``
+    (epoch seconds, ``None``: the store's default) says how long a ledger must
+    be kept: a task's ledger is useless once its credential has expired.
+    """
+
+    def record(self, key: str, decide: Decide, *, expires_at: float | None = None
+               ) -> Step | None:
+        """Atomically: read ``key``'s summary, call ``decide``, append the step it returns.
+
+        Returns the step as recorded (numbered), or ``None``. A shared store
+        that cannot be reached raises
+        :class:`~agentauthz.errors.StateStoreUnavailable`.
+        """
+        ...
+
+    async def arecord(self, key: str, decide: Decide, *, expires_at: float | None = None
+                      ) -> Step | None:
+        """:meth:`record` for asyncio."""
+        ...
+
+    def add_labels(self, key: str, step: Step, labels: frozenset[str]) -> Step:
+        """Add labels to a recorded step (a result revealed them); returns the updated step."""
+        ...
+
+    async def aadd_labels(self, key: str, step: Step, labels: frozenset[str]) -> Step:
+        """:meth:`add_labels` for asyncio."""
+        ...
+
+    def steps(self, key: str) -> tuple[Step, ...]:
+        """The recorded steps of ``key``, oldest first (at most :data:`MAX_STEPS`)."""
+        ...
+
+    def drop(self, key: str) -> None:
+        """Forget ``key``'s ledger."""
+        ...
+
+
 class Ledgers:
-    """Every live task's ledger, keyed by task (bounded: the oldest are dropped)."""
+    """Every live task's ledger in memory, keyed by task (bounded: the oldest are dropped).
+
+    The in-process :class:`LedgerStore`: :meth:`record` decides and appends
+    under the ledger's lock.
+    """
 
     def __init__(self, *, max_ledgers: int = 10_000) -> None:
         self._ledgers: OrderedDict[str, Ledger] = OrderedDict()
@@ -225,6 +290,31 @@ class Ledgers:
     def drop(self, key: str) -> None:
         with self._lock:
             self._ledgers.pop(key, None)
+
+    def record(self, key: str, decide: Decide, *, expires_at: float | None = None
+               ) -> Step | None:
+        ledger = self.get(key)
+        with ledger.lock:
+            step = decide(ledger.summary)
+            if step is not None:
+                ledger.append_locked(step)
+            return step
+
+    async def arecord(self, key: str, decide: Decide, *, expires_at: float | None = None
+                      ) -> Step | None:
+        return self.record(key, decide, expires_at=expires_at)
+
+    def add_labels(self, key: str, step: Step, labels: frozenset[str]) -> Step:
+        ledger = self.get(key)
+        with ledger.lock:
+            return ledger.add_labels_locked(step, labels)
+
+    async def aadd_labels(self, key: str, step: Step, labels: frozenset[str]) -> Step:
+        return self.add_labels(key, step, labels)
+
+    def steps(self, key: str) -> tuple[Step, ...]:
+        ledger = self.peek(key)
+        return ledger.snapshot() if ledger is not None else ()
 
 
 def now() -> float:

@@ -22,8 +22,9 @@ the call's arguments, and decides, cheapest first:
    (see :mod:`~agentauthz.agents.approvals`).
 
 On allow the call runs, the step is recorded in the ledger (decided and
-recorded under the ledger's lock, so concurrent calls cannot overspend a
-budget), and the result is **filtered** before it reaches the model:
+recorded in one atomic step of the ledger store, so concurrent calls — in
+one process, or in many sharing a Redis store — cannot overspend a budget),
+and the result is **filtered** before it reaches the model:
 records the principal may not read are dropped and fields it may not read
 are removed or masked. On deny the tool is not called: the guard raises
 :class:`ToolDenied`, or — with ``on_deny="message"`` — returns
@@ -48,7 +49,7 @@ from pydantic import ValidationError
 
 from agentauthz import enforce
 from agentauthz.agents.approvals import ApprovalHandler, ApprovalRequest, fingerprint
-from agentauthz.agents.chains import ChainRule, Ledger, Ledgers, Step
+from agentauthz.agents.chains import ChainRule, Decide, LedgerStore, Step, Summary
 from agentauthz.agents.delegation import Delegation
 from agentauthz.agents.hardblock import classify, self_escalation
 from agentauthz.agents.tools import Effect, ResultSpec, ToolSpec, fill_template
@@ -58,6 +59,7 @@ from agentauthz.errors import (
     ConfigurationError,
     Forbidden,
     InvalidInputError,
+    StateStoreUnavailable,
 )
 from agentauthz.model import Decision, Entity, Outcome, Reason, parse_entity_key
 from agentauthz.policy.definition import ChainRuleDefinition
@@ -139,6 +141,92 @@ def _deny(kind: str, message: str, version: str = "") -> Decision:
     return Decision(False, _DENY, (Reason(kind, message),), version)
 
 
+def _failed(tool: object, exc: Exception) -> GuardedCall:
+    """The denial of a call the guard could not decide (or record)."""
+    if isinstance(exc, StateStoreUnavailable):
+        log.warning("agentauthz guard: %r denied: %s", str(tool)[:64], exc)
+        return GuardedCall.denied(str(tool), "state_store_unavailable", str(exc)[:300])
+    log.warning("agentauthz guard: deciding %r failed (%s: %s); denying",
+                str(tool)[:64], type(exc).__name__, exc)
+    return GuardedCall.denied(str(tool), "guard_error", "the guard could not decide "
+                              f"({type(exc).__name__})")
+
+
+def _unlabelled(call: GuardedCall, exc: Exception, withheld: list[str]) -> Any:
+    """Withhold a result whose labels could not be recorded: later rules must see them."""
+    log.warning("agentauthz guard: recording the labels of %s's result failed (%s: %s); "
+                "withholding it", call.tool, type(exc).__name__, exc)
+    why = ("state_store_unavailable" if isinstance(exc, StateStoreUnavailable)
+           else type(exc).__name__)
+    withheld.append(f"the whole result: its data labels could not be recorded ({why})")
+    return None
+
+
+def _ledger_key(call: GuardedCall) -> str:
+    return f"task:{call.task}" if call.task is not None else f"principal:{call.principal_key}"
+
+
+def _expiry(principal: object) -> float | None:
+    """When a call's ledger may be forgotten: when its task credential expires."""
+    if isinstance(principal, Delegation) and principal.task is not None:
+        return principal.task.expires_at
+    return None
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What is left to decide once the policy allowed: chain rules, then step-up.
+
+    Called with the task's summary, it runs the chain rules and returns the
+    step to record (a :data:`~agentauthz.agents.chains.Decide`). A shared
+    ledger store may call it again (another worker recorded a step
+    meanwhile): each call starts from the policy's answer.
+    """
+
+    call: GuardedCall
+    chains: tuple[ChainRule, ...]
+    key: str
+    expires_at: float | None
+    effect: Effect
+    attributes: Mapping[str, Any]
+    labels: frozenset[str]
+    version: str
+    policy_reasons: tuple[Reason, ...]
+    policy_approval: bool
+    agents: tuple[str, ...]
+    reasons: tuple[Reason, ...] = ()
+    needs_approval: bool = False
+
+    def __call__(self, summary: Summary) -> Step | None:
+        call = self.call
+        name = call.tool
+        effect = self.effect
+        attributes = self.attributes
+        reasons = self.policy_reasons
+        needs_approval = self.policy_approval
+        for rule in self.chains:
+            why = rule.fires(summary, name, effect, attributes)
+            if why is None:
+                continue
+            if rule.decision == "deny":
+                call.decision = Decision(False, _DENY, (rule.reason(why),), self.version)
+                self.needs_approval = False
+                return None
+            needs_approval = True
+            reasons = (rule.reason(why), *reasons)
+        self.reasons = reasons
+        self.needs_approval = needs_approval
+        if needs_approval:
+            return None
+        call.decision = Decision(True, _ALLOW, reasons, self.version)
+        return Step(name, call.action, call.resource, effect, self.labels, dict(attributes),
+                    True, time.time(), summary.count)
+
+
+def _fingerprint(call: GuardedCall) -> str:
+    return fingerprint(call.principal_key, call.task, call.tool, call.arguments)
+
+
 class ToolGuard:
     """Decides every tool call of one authorizer (see the module docstring).
 
@@ -170,7 +258,7 @@ class ToolGuard:
         self.approval_handler = approval_handler
         self.approval_timeout = approval_timeout
         self.audit = audit
-        self.ledgers: Ledgers = authz.ledgers  # shared: every guard sees every step
+        self.ledgers: LedgerStore = authz.ledgers  # shared: every guard sees every step
         self._specs: dict[str, ToolSpec] = {}
         for spec in tools:
             self.declare(spec)
@@ -224,23 +312,62 @@ class ToolGuard:
     async def abegin(self, tool: str, arguments: Mapping[str, Any] | None, *,
                      description: str | None = None) -> GuardedCall:
         """:meth:`begin` for asyncio: an async approval handler is awaited."""
-        call, request = self._decide(tool, arguments, description)
+        call, request = await self._adecide(tool, arguments, description)
         if request is not None:
             call = self._step_up(call, request, await self._ask_async(request))
-        return self._recorded(call)
+        return await self._arecorded(call)
 
     def _decide(self, tool: object, arguments: Mapping[str, Any] | None,
                 description: str | None) -> tuple[GuardedCall, ApprovalRequest | None]:
         try:
             return self._decide_unsafe(tool, arguments, description)
         except Exception as exc:  # deny on doubt: a guard that fails does not let calls through
-            log.warning("agentauthz guard: deciding %r failed (%s: %s); denying",
-                        str(tool)[:64], type(exc).__name__, exc)
-            return GuardedCall.denied(str(tool), "guard_error", "the guard could not decide "
-                                      f"({type(exc).__name__})"), None
+            return _failed(tool, exc), None
+
+    async def _adecide(self, tool: object, arguments: Mapping[str, Any] | None,
+                       description: str | None) -> tuple[GuardedCall, ApprovalRequest | None]:
+        try:
+            return await self._adecide_unsafe(tool, arguments, description)
+        except Exception as exc:  # deny on doubt, as in _decide
+            return _failed(tool, exc), None
 
     def _decide_unsafe(self, tool: object, arguments: Mapping[str, Any] | None,
                        description: str | None) -> tuple[GuardedCall, ApprovalRequest | None]:
+        call, plan = self._prepare(tool, arguments, description)
+        if plan is None:
+            return call, None
+        # decide and record in one step: concurrent calls, here or in other workers, see each other
+        call.step = self.ledgers.record(plan.key, plan, expires_at=plan.expires_at)
+        if not plan.needs_approval:
+            return call, None
+        approvals = self.authz.approvals
+        fp = _fingerprint(call)
+        approved = approvals.consume(fp)
+        if approved is not None:
+            return self._approved(call, plan, approved), None
+        request = approvals.request(**self._request_fields(call, plan, fp))
+        return self._awaiting(call, plan, request), request
+
+    async def _adecide_unsafe(self, tool: object, arguments: Mapping[str, Any] | None,
+                              description: str | None
+                              ) -> tuple[GuardedCall, ApprovalRequest | None]:
+        call, plan = self._prepare(tool, arguments, description)
+        if plan is None:
+            return call, None
+        call.step = await self.ledgers.arecord(plan.key, plan, expires_at=plan.expires_at)
+        if not plan.needs_approval:
+            return call, None
+        approvals = self.authz.approvals
+        fp = _fingerprint(call)
+        approved = await approvals.aconsume(fp)
+        if approved is not None:
+            return self._approved(call, plan, approved), None
+        request = await approvals.arequest(**self._request_fields(call, plan, fp))
+        return self._awaiting(call, plan, request), request
+
+    def _prepare(self, tool: object, arguments: Mapping[str, Any] | None,
+                 description: str | None) -> tuple[GuardedCall, _Plan | None]:
+        """Every check before the ledger; the plan for the chain rules, or ``None`` (decided)."""
         name = tool if isinstance(tool, str) else str(tool)
         args: Mapping[str, Any] = arguments if isinstance(arguments, Mapping) else {}
         principal = enforce.current_principal()
@@ -259,7 +386,6 @@ class ToolGuard:
         agent = d.agent if d is not None else (pkey if self.authz.agents.is_agent(pkey)
                                                  else None)
         call.task = d.task.task_id if d is not None and d.task is not None else None
-        version = ""
         call.action = spec.action if spec is not None else "call"
         bad_arguments: InvalidInputError | None = None
         try:
@@ -276,45 +402,33 @@ class ToolGuard:
             call.decision = _deny("bad_arguments", f"tool {name!r}: {bad_arguments}")
             return call, None
         decision = self.authz.check(principal, call.action, call.resource)
-        version = decision.policy_version
         if not decision.allowed and decision.outcome is not _APPROVAL:
             call.decision = decision
             return call, None
-        ledger = self._ledger(call)
-        needs_approval = decision.outcome is _APPROVAL
-        reasons = list(decision.reasons)
         effect = spec.effect if spec is not None else Effect.PRIVILEGED
         attributes = self._attributes(call.resource)
-        with ledger.lock:  # decide and record in one step: concurrent calls see each other
-            for rule in self.chains:
-                why = rule.fires(ledger.summary, name, effect, attributes)
-                if why is None:
-                    continue
-                if rule.decision == "deny":
-                    call.decision = Decision(False, _DENY, (rule.reason(why),), version)
-                    return call, None
-                needs_approval = True
-                reasons.insert(0, rule.reason(why))
-            if not needs_approval:
-                call.decision = Decision(True, _ALLOW, tuple(reasons), version)
-                call.step = Step(name, call.action, call.resource, effect,
-                                 self._labels(spec, attributes), dict(attributes), True,
-                                 time.time())
-                ledger.append_locked(call.step)
-                return call, None
-        fp = fingerprint(pkey, call.task, name, args)
-        approved = self.authz.approvals.consume(fp)
-        if approved is not None:
-            call.decision = Decision(True, _ALLOW, (approved, *reasons), version)
-            return call, None
-        request = self.authz.approvals.request(
-            principal=pkey, tool=name, action=call.action, resource=call.resource,
-            arguments=args, reasons=tuple(reasons), fingerprint=fp,
-            agents=d.agents if d is not None else ((agent,) if agent is not None else ()))
+        return call, _Plan(
+            call, self.chains, _ledger_key(call), _expiry(principal), effect, attributes,
+            self._labels(spec, attributes), decision.policy_version,
+            decision.reasons, decision.outcome is _APPROVAL,
+            d.agents if d is not None else ((agent,) if agent is not None else ()))
+
+    def _approved(self, call: GuardedCall, plan: _Plan, approved: Reason) -> GuardedCall:
+        call.decision = Decision(True, _ALLOW, (approved, *plan.reasons), plan.version)
+        return call
+
+    @staticmethod
+    def _request_fields(call: GuardedCall, plan: _Plan, fp: str) -> dict[str, Any]:
+        return {"principal": call.principal_key, "tool": call.tool, "action": call.action,
+                "resource": call.resource, "arguments": call.arguments,
+                "reasons": plan.reasons, "fingerprint": fp, "agents": plan.agents}
+
+    @staticmethod
+    def _awaiting(call: GuardedCall, plan: _Plan, request: ApprovalRequest) -> GuardedCall:
         call.decision = Decision(False, _APPROVAL, (
             Reason("approval_required", f"a person must approve request {request.id} first: "
-                   f"{reasons[0].message}", request.id), *reasons), version)
-        return call, request
+                   f"{plan.reasons[0].message}", request.id), *plan.reasons), plan.version)
+        return call
 
     def _agent_checks(self, call: GuardedCall, agent: str, description: str | None
                       ) -> Decision | None:
@@ -356,10 +470,6 @@ class ToolGuard:
     def _opened(self, agent: str, tool: str) -> bool:
         """Whether a live break-glass grant opens this hard-blocked tool for this agent."""
         return self.authz._breakglass.match(agent, "call", f"tool:{tool}") is not None
-
-    def _ledger(self, call: GuardedCall) -> Ledger:
-        key = f"task:{call.task}" if call.task is not None else f"principal:{call.principal_key}"
-        return self.ledgers.get(key)
 
     def _attributes(self, resource: str) -> Mapping[str, Any]:
         local = getattr(self.authz.backend, "evaluator", None)
@@ -427,26 +537,49 @@ class ToolGuard:
 
     # ---------------------------------------------------------- recording
     def _recorded(self, call: GuardedCall) -> GuardedCall:
-        """Record an approved call in its ledger, re-checking deny chain rules under the lock."""
+        """Record an approved call in its ledger, re-checking deny chain rules atomically."""
         if call.decision.allowed and call.step is None:
-            ledger = self._ledger(call)
-            spec = call.spec
-            effect = spec.effect if spec is not None else Effect.PRIVILEGED
-            attributes = self._attributes(call.resource)
-            with ledger.lock:
-                for rule in self.chains:
-                    if rule.decision != "deny":
-                        continue
-                    why = rule.fires(ledger.summary, call.tool, effect, attributes)
-                    if why is not None:
-                        call.decision = Decision(False, _DENY, (rule.reason(why),),
-                                                 call.decision.policy_version)
-                        break
-                else:
-                    call.step = Step(call.tool, call.action, call.resource, effect,
-                                     self._labels(spec, attributes), dict(attributes), True,
-                                     time.time())
-                    ledger.append_locked(call.step)
+            try:
+                call.step = self.ledgers.record(_ledger_key(call), self._recheck(call),
+                                                expires_at=_expiry(call.principal))
+            except Exception as exc:  # deny on doubt: an unrecorded step would escape the rules
+                call.decision = _failed(call.tool, exc).decision
+        return self._settled(call)
+
+    async def _arecorded(self, call: GuardedCall) -> GuardedCall:
+        if call.decision.allowed and call.step is None:
+            try:
+                call.step = await self.ledgers.arecord(_ledger_key(call), self._recheck(call),
+                                                       expires_at=_expiry(call.principal))
+            except Exception as exc:  # deny on doubt, as in _recorded
+                call.decision = _failed(call.tool, exc).decision
+        return self._settled(call)
+
+    def _recheck(self, call: GuardedCall) -> Decide:
+        """The deny chain rules again, for a call a person approved meanwhile."""
+        chains = self.chains
+        approved = call.decision
+        spec = call.spec
+        effect = spec.effect if spec is not None else Effect.PRIVILEGED
+        attributes = self._attributes(call.resource)
+        labels = self._labels(spec, attributes)
+
+        def decide(summary: Summary) -> Step | None:
+            call.decision = approved
+            for rule in chains:
+                if rule.decision != "deny":
+                    continue
+                why = rule.fires(summary, call.tool, effect, attributes)
+                if why is not None:
+                    call.decision = Decision(False, _DENY, (rule.reason(why),),
+                                             approved.policy_version)
+                    return None
+            return Step(call.tool, call.action, call.resource, effect, labels, dict(attributes),
+                        True, time.time(), summary.count)
+
+        return decide
+
+    def _settled(self, call: GuardedCall) -> GuardedCall:
         if call.decision.allowed:
             agent = self._agent_of(call)
             if agent is not None:
@@ -492,7 +625,29 @@ class ToolGuard:
         if spec is not None and spec.result is not None:
             read: set[str] = set()
             result = self._filter(call, spec.result, result, withheld, read)
-            self._note_labels(call, read)
+            labels = self._new_labels(call, read)
+            if labels and call.step is not None:
+                try:
+                    call.step = self.ledgers.add_labels(_ledger_key(call), call.step, labels)
+                except Exception as exc:  # deny on doubt: unrecorded labels would escape the rules
+                    result = _unlabelled(call, exc, withheld)
+        self._audit(call, tuple(withheld))
+        return result
+
+    async def afinish(self, call: GuardedCall, result: Any) -> Any:
+        """:meth:`finish` for asyncio (a shared ledger store is written without blocking)."""
+        withheld: list[str] = []
+        spec = call.spec
+        if spec is not None and spec.result is not None:
+            read: set[str] = set()
+            result = self._filter(call, spec.result, result, withheld, read)
+            labels = self._new_labels(call, read)
+            if labels and call.step is not None:
+                try:
+                    call.step = await self.ledgers.aadd_labels(_ledger_key(call), call.step,
+                                                               labels)
+                except Exception as exc:  # deny on doubt, as in finish
+                    result = _unlabelled(call, exc, withheld)
         self._audit(call, tuple(withheld))
         return result
 
@@ -501,19 +656,15 @@ class ToolGuard:
         why = "the tool failed" if exc is None else f"the tool raised {type(exc).__name__}"
         self._audit(call, (f"no result: {why}",))
 
-    def _note_labels(self, call: GuardedCall, resources: set[str]) -> None:
-        """Add the labels of the records a result handed over to the call's ledger step."""
+    def _new_labels(self, call: GuardedCall, resources: set[str]) -> frozenset[str]:
+        """The labels of the records a result handed over that the call's step lacks."""
         spec = call.spec
         step = call.step
         if spec is None or step is None or spec.label_attribute is None or not resources:
-            return
+            return frozenset()
         labels = {value for r in resources
                   if isinstance(value := self._attributes(r).get(spec.label_attribute), str)}
-        if not labels - step.labels:
-            return
-        ledger = self._ledger(call)
-        with ledger.lock:
-            call.step = ledger.add_labels_locked(step, frozenset(labels))
+        return frozenset(labels - step.labels)
 
     # ---------------------------------------------------------- filtering
     def _filter(self, call: GuardedCall, rs: ResultSpec, result: Any, withheld: list[str],
@@ -612,7 +763,7 @@ class ToolGuard:
                 except BaseException as exc:
                     self.abort(call, exc)
                     raise
-                return self.finish(call, result)
+                return await self.afinish(call, result)
 
             async_wrapper.__agentauthz_guard__ = self  # type: ignore[attr-defined]
             return cast(Callable[P, R], async_wrapper)

@@ -71,17 +71,31 @@ class MemoryRevocationStore:
 
     def revoke(self, kind: RevocationKind, id: str, *, reason: str = "",
                until: float | None = None) -> Revocation:
+        entry = self._new(kind, id, reason, until)
+        self._remember(entry)
+        return entry
+
+    def _new(self, kind: RevocationKind, id: str, reason: str, until: float | None) -> Revocation:
         if kind not in _KINDS:
             raise InvalidInputError(f"revocation kind must be one of {sorted(_KINDS)}, got {kind!r}")
         if type(id) is not str or not id:
             raise InvalidInputError("a revocation needs a non-empty string id")
-        entry = Revocation(kind, id, reason, self._clock(), until)
+        return Revocation(kind, id, reason, self._clock(), until)
+
+    def _remember(self, entry: Revocation) -> None:
         with self._lock:
-            self._entries[kind][id] = entry
+            self._entries[entry.kind][entry.id] = entry
             self._writes += 1
             if self._writes % 1024 == 0:
                 self._prune()
-        return entry
+
+    def _replace(self, entries: Iterable[Revocation]) -> None:
+        """Hold exactly ``entries`` (a shared store's copy, after resynchronising)."""
+        fresh: dict[str, dict[str, Revocation]] = {kind: {} for kind in _KINDS}
+        for entry in entries:
+            fresh[entry.kind][entry.id] = entry
+        with self._lock:
+            self._entries = fresh
 
     def revoked(self, kind: RevocationKind, ids: Iterable[str]) -> Revocation | None:
         entries = self._entries.get(kind)
