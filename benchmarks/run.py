@@ -433,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-load", action="store_true")
     ap.add_argument("--skip-enforcement", action="store_true",
                     help="skip the @authorize and FastAPI measurements")
+    ap.add_argument("--skip-backends", action="store_true",
+                    help="skip the OPA, Oso Cloud, Cedar and AuthZEN adapter measurements")
     ap.add_argument("--skip-agents", action="store_true",
                     help="skip the agent-layer measurements")
     ap.add_argument("--skip-audit", action="store_true",
@@ -607,6 +609,21 @@ def main(argv: list[str] | None = None) -> int:
           "amortised over N decisions and the final flush.\n")
         P(au.stdout.strip() if au.returncode == 0 else f"_failed: {au.stderr[-500:]}_")
         P("")
+
+    # ---------------------------------------------------------------- backends
+    if not args.skip_backends:
+        P("## 9. Backends: adapter overhead, batches and the cache\n")
+        P("Each adapter against its protocol test server on loopback (Cedar in process): "
+          "overhead above the server's own time, batch throughput, and a cache hit.\n")
+        for name, calls in (("opa", "2000"), ("oso_cloud", "2000"), ("cedar", "20000"),
+                            ("authzen", "5000")):
+            log(f"backend {name} (benchmarks/backends_{name}.py) ...")
+            bk = subprocess.run([sys.executable, str(here / f"backends_{name}.py"), "--calls",
+                                 "500" if args.quick else calls],
+                                capture_output=True, text=True, check=False)
+            P(f"### {name}\n")
+            P(bk.stdout.strip() if bk.returncode == 0 else f"_failed: {bk.stderr[-500:]}_")
+            P("")
 
     # ----------------------------------------------------------------- targets
     P("## Targets\n")
