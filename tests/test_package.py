@@ -12,7 +12,7 @@ def test_all_is_complete_and_sorted() -> None:
     public = {name for name in dir(agentauthz) if not name.startswith(("_", "@"))}
     modules = {"authorizer", "engine", "errors", "model", "policy", "cli", "demo", "enforce",
                "typing", "cache", "backends", "integrations", "agents", "audit", "telemetry",
-               "testing"}
+               "testing", "scale"}
     assert sorted(agentauthz.__all__, key=str.lower) == agentauthz.__all__ or \
         sorted(agentauthz.__all__) == agentauthz.__all__
     assert public - modules <= set(agentauthz.__all__)

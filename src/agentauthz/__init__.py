@@ -32,6 +32,7 @@ from agentauthz.errors import (
     NotFound,
     PolicyError,
     Problem,
+    StateStoreUnavailable,
     StoreError,
     Unauthenticated,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "Reason",
     "Relationship",
     "SQLiteStore",
+    "StateStoreUnavailable",
     "StoreError",
     "Unauthenticated",
     "__version__",

@@ -17,9 +17,9 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from agentauthz import enforce
-from agentauthz.agents.approvals import Approvals
+from agentauthz.agents.approvals import Approvals, ApprovalStore
 from agentauthz.agents.breakglass import BreakGlass, BreakGlassGrant
-from agentauthz.agents.chains import Ledgers
+from agentauthz.agents.chains import Ledgers, LedgerStore
 from agentauthz.agents.credentials import KeyRing, Scope, TaskCredentials
 from agentauthz.agents.delegation import AgentLayer, Delegation
 from agentauthz.agents.registry import AgentRegistry
@@ -47,6 +47,7 @@ from agentauthz.typing import Backend
 if TYPE_CHECKING:
     from agentauthz.agents.guard import GuardedCall, ToolGuard
     from agentauthz.audit.auditor import Auditor
+    from agentauthz.scale.base import SharedState
     from agentauthz.telemetry import Telemetry
     from agentauthz.typing import AuditSink
 
@@ -115,6 +116,18 @@ class Authorizer:
         ``True`` for OpenTelemetry spans and metrics through the global
         providers (reported only once an SDK is installed), or a
         :class:`~agentauthz.telemetry.Telemetry` with providers of its own.
+    ``state``
+        state shared by every worker of a deployment, e.g.
+        :class:`~agentauthz.scale.RedisState`: revocations, task ledgers,
+        approvals and break-glass grants live there, and relationship
+        writes, policy reloads and revocations reach every worker's copy
+        and decision cache through its change feed. While it cannot vouch
+        for this process's copy (Redis unreachable, a change possibly
+        missed), every decision denies with reason
+        ``state_store_unavailable``. Unreachable at construction:
+        :class:`~agentauthz.errors.ConfigurationError`. With a state,
+        ``data=`` seeds the shared relationships once (the first worker to
+        start) and ``store=`` may not be given.
     """
 
     def __init__(self, policy: PolicySource | None = None, *, backend: Backend | None = None,
@@ -130,7 +143,8 @@ class Authorizer:
                  revocations: RevocationStore | None = None,
                  max_task_ttl: float = 3600.0,
                  audit: AuditSink | Sequence[AuditSink] | Auditor | None = None,
-                 telemetry: bool | Telemetry | None = None) -> None:
+                 telemetry: bool | Telemetry | None = None,
+                 state: SharedState | None = None) -> None:
         if (policy is None) == (backend is None):
             raise ConfigurationError(
                 "Authorizer needs exactly one of policy=... (decide locally) or backend=... "
@@ -167,13 +181,56 @@ class Authorizer:
             # the hot path: nothing stands between the caller and the evaluator
             self.check = self._fast  # type: ignore[method-assign, assignment]
         self._armed = False
+        self._state: SharedState | None = None
+        if state is not None:
+            self._check_state(state, store, revocations)
         self._setup_observers(audit, telemetry)
-        self._setup_agents(agents, task_keys, revocations, max_task_ttl)
+        self._setup_agents(agents, task_keys, revocations, max_task_ttl, state)
+        if state is not None:
+            self._bind(state)
         if data is not None:
-            self.load_data(data)
+            if state is None or state.claim_seed():
+                self.load_data(data)
+            else:
+                log.info("agentauthz: the shared relationships are already seeded; data=... "
+                         "is not loaded again")
+
+    @staticmethod
+    def _check_state(state: object, store: object, revocations: object) -> None:
+        from agentauthz.scale.base import SharedState
+
+        if not isinstance(state, SharedState):
+            raise ConfigurationError(f"state={type(state).__name__} is not a shared state "
+                                     "(agentauthz.scale.SharedState), e.g. RedisState(url)")
+        if store is not None:
+            raise ConfigurationError("with state=..., relationships live in the shared state and "
+                                     "each worker's memory: pass no store=...")
+        if revocations is not None:
+            raise ConfigurationError("with state=..., revocations live in the shared state: "
+                                     "pass no revocations=...")
+
+    def _bind(self, state: SharedState) -> None:
+        """Follow the shared state; every decision asks it first from now on."""
+        from agentauthz.scale.base import Replica
+
+        local = self._local
+        state.bind(Replica(local.evaluator.store if local is not None else None,
+                           lambda: self.policy_version,
+                           self._adopt_policy if local is not None else None, self.invalidate))
+        self._state = state
+        self._state_ready = state.ready
+        if not self._observed:
+            self.check = self._shared_check  # type: ignore[method-assign]
+
+    def _adopt_policy(self, policy: Policy) -> None:
+        """Swap in a policy another worker reloaded (from the shared state's feed)."""
+        self._require_local("reload_policy").evaluator.set_policy(policy)
+        self._register_policy_agents(replace=True)
+        self.invalidate()
 
     def _setup_agents(self, agents: object, task_keys: KeyRing | Mapping[str, bytes | str] | None,
-                      revocations: RevocationStore | None, max_task_ttl: float) -> None:
+                      revocations: RevocationStore | None, max_task_ttl: float,
+                      state: SharedState | None = None) -> None:
         if isinstance(agents, AgentRegistry):
             registry = agents
         elif agents is None:
@@ -187,15 +244,18 @@ class Authorizer:
             raise ConfigurationError("revocations must implement agentauthz.agents.RevocationStore")
         self.agents: AgentRegistry = registry
         """The agent registry: who may act as an agent, owned by whom, allowed which tools."""
+        if state is not None:
+            revocations = state.revocations
         self.revocations: RevocationStore = revocations or MemoryRevocationStore()
         self.tasks: TaskCredentials = TaskCredentials(task_keys, revocations=self.revocations,
                                                       max_ttl=max_task_ttl)
         """Issues and verifies task credentials: ``authz.tasks.verify(token)``."""
-        self._breakglass = BreakGlass(on_change=self.invalidate)
-        self.approvals: Approvals = Approvals()
+        self._breakglass = (BreakGlass(on_change=self.invalidate) if state is None
+                            else state.breakglass(on_change=self.invalidate))
+        self.approvals: ApprovalStore = Approvals() if state is None else state.approvals
         """Pending step-up requests: ``authz.approvals.approve(request_id, approver=...)``."""
         self._guard: ToolGuard | None = None
-        self.ledgers: Ledgers = Ledgers()
+        self.ledgers: LedgerStore = Ledgers() if state is None else state.ledgers
         """Each task's ledger of tool calls, shared by every guard of this authorizer."""
         self._layer = AgentLayer(registry, self.revocations, self.tasks, self._breakglass)
         self._register_policy_agents(replace=False)
@@ -224,7 +284,7 @@ class Authorizer:
         """Route checks through the agent layer (registry, tasks, break-glass) from now on."""
         if not self._armed:
             self._armed = True
-            if not self._observed:  # the observed wrapper picks the agent layer by itself
+            if not self._observed and self._state is None:  # those wrappers pick it themselves
                 self.check = self._armed_check  # type: ignore[method-assign]
 
     def _setup_observers(self, audit: object, telemetry: object) -> None:
@@ -293,9 +353,17 @@ class Authorizer:
     # ------------------------------------------------------ policy and data
     def reload_policy(self, policy: PolicySource) -> None:
         """Swap the policy atomically; a bad policy raises and leaves the old one in force."""
-        self._require_local("reload_policy").evaluator.set_policy(Policy.load(policy))
+        evaluator = self._require_local("reload_policy").evaluator
+        previous = evaluator.policy
+        evaluator.set_policy(Policy.load(policy))
         self._register_policy_agents(replace=True)
         self.invalidate()
+        if self._state is not None:
+            try:
+                self._state.publish_policy(evaluator.policy)
+            except Exception:  # the other workers did not get it: neither does this one
+                self._adopt_policy(previous)
+                raise
 
     def invalidate(self) -> None:
         """Drop every cached decision (policy reloads and revocations call this)."""
@@ -305,7 +373,11 @@ class Authorizer:
     def write(self, add: Iterable[RelationshipLike] = (),
               remove: Iterable[RelationshipLike] = ()) -> int:
         """Add and remove relationships in one validated batch; returns how many changed."""
+        state = self._state
         if self._local is not None:
+            if state is not None:  # validated here, applied in every worker (this one included)
+                evaluator = self._local.evaluator
+                return state.write(evaluator._tuples(add), evaluator._tuples(remove))
             return self._local.evaluator.write(add, remove)  # the store version moves itself
         writer = getattr(self.backend, "write", None)
         if writer is None:
@@ -313,6 +385,8 @@ class Authorizer:
                                       "relationship writes through agentauthz")
         changed: int = writer(add, remove)
         self.invalidate()  # a remote backend's version cannot tell the cache
+        if state is not None:
+            state.invalidate_everywhere()
         return changed
 
     def add(self, *relationships: RelationshipLike) -> int:
@@ -325,7 +399,12 @@ class Authorizer:
 
     def set_attributes(self, entity: EntityLike, attributes: Mapping[str, Any] | None) -> None:
         """Store attributes of an entity (replacing earlier ones), for conditions to read."""
+        state = self._state
         if self._local is not None:
+            if state is not None:
+                key = self._local.evaluator.attributes_key(entity, attributes)
+                state.set_attributes([(key, attributes)])
+                return
             self._local.evaluator.set_attributes(entity, attributes)
             return
         setter = getattr(self.backend, "set_attributes", None)
@@ -334,11 +413,18 @@ class Authorizer:
                                       "writes through agentauthz")
         setter(entity, attributes)
         self.invalidate()
+        if state is not None:
+            state.invalidate_everywhere()
 
     def load_data(self, source: str | os.PathLike[str] | Mapping[str, Any]) -> None:
         """Load a data file's relationships and attributes (validated against the schema)."""
         evaluator = self._require_local("load_data").evaluator
         dataset = load_data(source)
+        if self._state is not None:
+            self._state.write(evaluator._tuples(dataset.relationships), [])
+            self._state.set_attributes([(evaluator.attributes_key(entity, attrs), attrs)
+                                        for entity, attrs in dataset.attributes.items()])
+            return
         evaluator.write(add=dataset.relationships)
         for entity, attrs in dataset.attributes.items():
             evaluator.set_attributes(entity, attrs)
@@ -394,6 +480,23 @@ class Authorizer:
             return self._armed_check(principal, action, resource, context)
         return self._base_check(principal, action, resource, context)
 
+    def _shared_check(self, principal: EntityLike | Delegation, action: str,
+                      resource: EntityLike, context: Mapping[str, Any] | None = None) -> Decision:
+        """``check`` with a shared state: deny while it cannot vouch for this process's copy."""
+        if self._state_ready():
+            inner: Callable[..., Decision] = (self._armed_check if self._armed
+                                              else self._fast or self._base_check)
+            return inner(principal, action, resource, context)
+        return self._unavailable()
+
+    def _unavailable(self) -> Decision:
+        assert self._state is not None
+        return Decision(False, Outcome.DENY, (self._state.unavailable(),), _UNKNOWN_VERSION)
+
+    def _stale(self) -> bool:
+        """Whether a shared state cannot vouch for this process's copy now."""
+        return self._state is not None and not self._state_ready()
+
     def _armed_check(self, principal: EntityLike | Delegation, action: str,
                      resource: EntityLike, context: Mapping[str, Any] | None = None) -> Decision:
         base: Callable[..., Decision] = self._fast or self._base_check
@@ -424,8 +527,9 @@ class Authorizer:
                         resource: EntityLike, context: Mapping[str, Any] | None = None
                         ) -> Decision:
         """``check`` when decisions are audited: time the decision, then record it."""
-        inner: Callable[..., Decision] = (self._armed_check if self._armed
-                                          else self._fast or self._base_check)
+        inner: Callable[..., Decision] = (
+            self._shared_check if self._state is not None
+            else self._armed_check if self._armed else self._fast or self._base_check)
         at = _time_ns()
         start = _perf_ns()
         decision = inner(principal, action, resource, context)
@@ -473,6 +577,8 @@ class Authorizer:
 
     async def acheck(self, principal: EntityLike | Delegation, action: str, resource: EntityLike,
                      context: Mapping[str, Any] | None = None) -> Decision:
+        if self._state is not None and not self._state_ready():
+            return self._unavailable()
         if not self._armed:
             return await self._base_acheck(principal, action, resource, context)
         layer = self._layer
@@ -506,7 +612,7 @@ class Authorizer:
     def check_many(self, requests: Sequence[CheckRequest | tuple[Any, ...]]) -> list[Decision]:
         """Decide a batch, in order; each item a :class:`CheckRequest` or a tuple of its fields."""
         items = [_request(r) for r in requests]
-        if self.cache is not None or self._armed or self._observed:
+        if self.cache is not None or self._armed or self._observed or self._state is not None:
             return [self.check(r.principal, r.action, r.resource, r.context) for r in items]
         if self._local is not None:
             return self._local.evaluator.check_many(items)
@@ -526,7 +632,7 @@ class Authorizer:
     async def acheck_many(self, requests: Sequence[CheckRequest | tuple[Any, ...]]
                           ) -> list[Decision]:
         items = [_request(r) for r in requests]
-        if self.cache is not None or self._armed or self._observed:
+        if self.cache is not None or self._armed or self._observed or self._state is not None:
             return [await self.acheck(r.principal, r.action, r.resource, r.context)
                     for r in items]
         try:
@@ -732,6 +838,8 @@ class Authorizer:
         search. A failing backend lists nothing (or raises, with
         ``on_backend_error="raise"``): never a partial list.
         """
+        if self._stale():  # a shared state that cannot vouch for this copy: list nothing
+            return frozenset()
         layer = self._layer
         if principal.__class__ is Delegation:
             d: Delegation = principal
@@ -759,6 +867,8 @@ class Authorizer:
     async def alist_resources(self, principal: EntityLike | Delegation, action: str,
                               resource_type: str, context: Mapping[str, Any] | None = None
                               ) -> frozenset[str]:
+        if self._stale():  # a shared state that cannot vouch for this copy: list nothing
+            return frozenset()
         layer = self._layer
         if principal.__class__ is Delegation:
             d: Delegation = principal
@@ -789,6 +899,8 @@ class Authorizer:
     def list_actions(self, principal: EntityLike | Delegation, resource: EntityLike,
                      context: Mapping[str, Any] | None = None) -> frozenset[str]:
         """Every action ``check`` would allow this principal (or delegation) on ``resource``."""
+        if self._stale():  # a shared state that cannot vouch for this copy: list nothing
+            return frozenset()
         layer = self._layer
         if principal.__class__ is Delegation:
             d: Delegation = principal
@@ -815,6 +927,8 @@ class Authorizer:
 
     async def alist_actions(self, principal: EntityLike | Delegation, resource: EntityLike,
                             context: Mapping[str, Any] | None = None) -> frozenset[str]:
+        if self._stale():  # a shared state that cannot vouch for this copy: list nothing
+            return frozenset()
         layer = self._layer
         if principal.__class__ is Delegation:
             d: Delegation = principal

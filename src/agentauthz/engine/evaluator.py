@@ -358,6 +358,10 @@ class Evaluator:
 
     def set_attributes(self, entity: EntityLike, attributes: Mapping[str, Any] | None) -> None:
         """Store attributes of an entity (replacing earlier ones), for conditions to read."""
+        self.store.set_attributes(self.attributes_key(entity, attributes), attributes)
+
+    def attributes_key(self, entity: EntityLike, attributes: Mapping[str, Any] | None) -> str:
+        """Validate attributes of an entity for :meth:`set_attributes`; the entity's key."""
         key = entity.key if isinstance(entity, Entity) else entity
         type_, _ = parse_entity_key(key)
         if type_ not in self._compiled.policy.types:
@@ -367,7 +371,7 @@ class Evaluator:
         for reserved in ("id", "type"):
             if attributes and reserved in attributes:
                 raise InvalidInputError(f"attribute {reserved!r} is reserved")
-        self.store.set_attributes(key, attributes)
+        return key
 
     # ------------------------------------------------------------------ checks
     def check(self, principal: EntityLike, action: str, resource: EntityLike,
