@@ -156,6 +156,11 @@ class Summary:
     count: int = 0
     """How many steps have been recorded."""
 
+    def copy(self) -> Summary:
+        """An independent copy (steps are immutable: they are shared)."""
+        return Summary(dict(self.labels), set(self.effects), dict(self.calls),
+                       {name: dict(seen) for name, seen in self.values.items()}, self.count)
+
     def add(self, step: Step) -> None:
         self.count += 1
         for label in step.labels:

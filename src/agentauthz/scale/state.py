@@ -60,6 +60,7 @@ from agentauthz.scale import codec
 from agentauthz.scale.base import Replica
 from agentauthz.scale.feed import Feed
 from agentauthz.scale.stores import (
+    _LEDGER,
     RedisApprovals,
     RedisBreakGlass,
     RedisLedgers,
@@ -180,13 +181,13 @@ class RedisState:
             raise ConfigurationError(f"RedisState(url={_redacted(url)!r}) is not a Redis URL "
                                      f"({exc}); e.g. redis://127.0.0.1:6379/0") from None
         self._options = options
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
-                                                  tuple[Any, AsyncIterator[None]]] = \
+        self._aclients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[Any, AsyncIterator[None], Any]] = \
             weakref.WeakKeyDictionary()
         self._aclients_lock = threading.Lock()
         self._scripts = {name: self.client.register_script(text) for name, text in (
             ("rel", _RELATIONSHIPS), ("attrs", _ATTRIBUTES), ("put", _PUT),
-            ("delete", _DELETE), ("emit", _ONLY_EMIT))}
+            ("delete", _DELETE), ("emit", _ONLY_EMIT), ("ledger", _LEDGER))}
         self._feed = Feed(listener, self.key("seq"), self.key("feed"), self, block=block,
                           max_silence=max_silence)
         self._listener = listener
@@ -259,16 +260,34 @@ class RedisState:
 
     async def aclient(self) -> redis.asyncio.Redis:
         """This event loop's asyncio client (closed when the loop shuts its generators down)."""
+        return (await self._aentry())[0]
+
+    async def _aentry(self) -> tuple[redis.asyncio.Redis, AsyncIterator[None], Any]:
         loop = asyncio.get_running_loop()
         entry = self._aclients.get(loop)
         if entry is None:
             client = redis.asyncio.Redis.from_url(
-                self.url, retry=redis.asyncio.retry.Retry(NoBackoff(), 1), **self._options)
+                self.url, retry=redis.asyncio.retry.Retry(NoBackoff(), 1),
+                client_name=f"agentauthz:{self.namespace}", **self._options)
             keeper = _closing(client)
             await keeper.__anext__()  # registered with the loop: asyncio.run closes it
             with self._aclients_lock:
-                self._aclients[loop] = entry = (client, keeper)
-        return entry[0]
+                self._aclients[loop] = entry = (client, keeper, client.register_script(_LEDGER))
+        return entry
+
+    def _ledger(self, keys: list[str], args: list[str]) -> Any:
+        """One compare-and-set of a ledger (see :class:`~agentauthz.scale.stores.RedisLedgers`)."""
+        try:
+            return self._scripts["ledger"](keys=keys, args=args)
+        except RedisError as exc:
+            raise self.unreachable(exc, "the task's ledger") from exc
+
+    async def _aledger(self, keys: list[str], args: list[str]) -> Any:
+        try:
+            script = (await self._aentry())[2]
+            return await script(keys=keys, args=args)
+        except RedisError as exc:
+            raise self.unreachable(exc, "the task's ledger") from exc
 
     # --------------------------------------------------------------- writes
     def _script(self, name: str, keys: Sequence[str], args: Sequence[Any], what: str) -> Any:

@@ -12,9 +12,9 @@ cannot tell them apart. Two kinds:
   decides on its own copy, so a decision never waits on the network. A
   write returns once this process's copy holds it.
 - **read where they are used** — ledgers and approvals: the guard reads and
-  writes them in Redis itself, atomically (a ledger step is recorded in a
-  ``WATCH``/``MULTI``/``EXEC`` transaction, retried when another worker
-  wrote the same ledger meanwhile; an approval is used up by ``GETDEL``).
+  writes them in Redis itself, atomically (a ledger step is recorded by a
+  compare-and-set Lua script, decided again when another worker wrote the
+  same ledger meanwhile; an approval is used up by ``GETDEL``).
 
 Every entry that has an expiry carries it as a Redis TTL: a revoked
 credential's entry lives as long as the credential could, a break-glass
@@ -27,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError
 
 from agentauthz.agents.approvals import ApprovalRequest, Approvals, approval_life
 from agentauthz.agents.breakglass import BreakGlass, BreakGlassGrant
@@ -48,8 +50,10 @@ __all__ = ["RedisApprovals", "RedisBreakGlass", "RedisLedgers", "RedisRevocation
 
 log = logging.getLogger("agentauthz.scale")
 
+_monotonic = time.monotonic
 _GRACE: Final = 60.0
 _ATTEMPTS: Final = 100
+_SEEN: Final = 10_000
 
 
 # --------------------------------------------------------------- revocations
@@ -64,6 +68,7 @@ class RedisRevocationStore(MemoryRevocationStore):
     def __init__(self, state: RedisState) -> None:
         super().__init__()
         self._state = state
+        self._feed = state.feed
 
     def revoke(self, kind: RevocationKind, id: str, *, reason: str = "",
                until: float | None = None) -> Revocation:
@@ -73,119 +78,190 @@ class RedisRevocationStore(MemoryRevocationStore):
         return entry
 
     def revoked(self, kind: RevocationKind, ids: Iterable[str]) -> Revocation | None:
-        if not self._state.ready():
+        if _monotonic() >= self._feed.ok_until:  # every delegated check asks: kept inline
             for id in ids:
                 return Revocation(kind, id, "the shared revocation store cannot be vouched for "
                                   "(state_store_unavailable)", self._clock())
             return None
-        return MemoryRevocationStore.revoked(self, kind, ids)
+        entries = self._entries.get(kind)
+        if not entries:
+            return None
+        for id in ids:
+            entry = entries.get(id)
+            if entry is not None:
+                return entry
+        return None
 
 
 # ------------------------------------------------------------------- ledgers
-class RedisLedgers:
-    """Each task's ledger in Redis: its summary (one JSON value) and its steps (a list).
+# Compare-and-set of one ledger: KEYS[1] = its summary (hash: v = version, s = summary JSON),
+# KEYS[2] = its steps (list), KEYS[3] = whose turn it is; ARGV[1] = the version the caller
+# decided on, ARGV[2] = the new version, ARGV[3] = the new summary ('' to record nothing: only
+# confirm the version), ARGV[4] = the step (appended) or its replacement, ARGV[5] = where the
+# replacement goes ('' to append; else a negative index), ARGV[6] = expiry (ms since the
+# epoch, or a TTL in ms when negated; '' to keep), ARGV[7] = at most this many steps, ARGV[8]
+# = the caller. Answers {1, version} when done; {0, version, summary} when the ledger moved on
+# meanwhile: decide again on that — and it is the caller's turn next (for 50 ms), so that a
+# worker that keeps winning cannot starve the others; {2} while it is another caller's turn.
+_LEDGER: Final = """
+local turn = redis.call('GET', KEYS[3])
+if turn and turn ~= ARGV[8] then return {2} end
+local v = redis.call('HGET', KEYS[1], 'v') or ''
+if v ~= ARGV[1] then
+  if not turn then redis.call('SET', KEYS[3], ARGV[8], 'PX', 50) end
+  return {0, v, redis.call('HGET', KEYS[1], 's') or ''}
+end
+if turn then redis.call('DEL', KEYS[3]) end
+if ARGV[3] == '' then return {1, v} end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 's', ARGV[3])
+if ARGV[5] == '' then
+  redis.call('RPUSH', KEYS[2], ARGV[4])
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[7]), -1)
+else
+  pcall(redis.call, 'LSET', KEYS[2], ARGV[5], ARGV[4])
+end
+local at = tonumber(ARGV[6])
+if at ~= nil then
+  for i = 1, 2 do
+    if at > 0 then redis.call('PEXPIREAT', KEYS[i], at) else redis.call('PEXPIRE', KEYS[i], -at) end
+  end
+end
+return {1, ARGV[2]}
+"""
+_NEVER_SEEN: Final = ("?", Summary())  # a version no ledger has: the first attempt fetches it
 
-    :meth:`record` reads the summary under ``WATCH``, lets the guard decide,
-    and writes the summary and the step in one ``MULTI``/``EXEC``; when
-    another worker recorded a step in between, the transaction fails and the
-    guard decides again on the new summary (at most 100 times, with jittered
-    backoff). So N workers racing cannot exceed a budget.
+
+class RedisLedgers:
+    """Each task's ledger in Redis: its summary and version (a hash) and its steps (a list).
+
+    :meth:`record` decides on the summary this process last saw and sends
+    the step with the version it decided on; one Lua script appends it only
+    if the ledger is still at that version (compare-and-set), else answers
+    the current summary and the guard decides again (at most 100 times, with
+    jittered backoff after the first). So N
+    workers racing cannot exceed a budget, and a worker that keeps calling
+    one task's tools pays one round trip per call. A decision that records
+    nothing (a denial) is confirmed the same way: it was made on the
+    ledger's current state. A worker that lost a race has the next turn (for
+    50 ms at most), so one that keeps winning cannot starve the others.
     """
 
     def __init__(self, state: RedisState) -> None:
         self._state = state
+        self._seen: OrderedDict[str, tuple[str, Summary]] = OrderedDict()
+        """Per ledger: the version and summary this process last saw (never mutated)."""
 
-    def _keys(self, key: str) -> tuple[str, str]:
+    def _keys(self, key: str) -> list[str]:
         base = self._state.key(f"ledger:{key}")
-        return f"{base}:sum", f"{base}:steps"
+        return [f"{base}:sum", f"{base}:steps", f"{base}:turn"]
 
-    def _expiry(self, expires_at: float | None) -> dict[str, int]:
+    def _expiry(self, expires_at: float | None) -> str:
         if expires_at is not None:
-            return {"pxat": int((expires_at + _GRACE) * 1000)}
-        return {"px": int(self._state.ledger_ttl * 1000)}
+            return str(int((expires_at + _GRACE) * 1000))
+        return str(-int(self._state.ledger_ttl * 1000))
+
+    def _remember(self, key: str, version: str, summary: Summary) -> None:
+        seen = self._seen
+        seen[key] = (version, summary)
+        seen.move_to_end(key)
+        if len(seen) > _SEEN:
+            seen.popitem(last=False)
+
+    def _attempt(self, key: str, decide: Decide
+                 ) -> tuple[list[str], Step | None, Summary | None]:
+        """Decide on what this process last saw: the script's arguments, the step, the summary."""
+        version, summary = self._seen.get(key, _NEVER_SEEN)
+        step = decide(summary)
+        if step is None:
+            return [version, "", "", "", "", "", "", ""], None, None
+        after = summary.copy()
+        after.add(step)
+        return [version, secrets.token_hex(8), codec.summary_to(after),
+                codec.dumps(codec.step_to(step)), "", "", str(MAX_STEPS), ""], step, after
+
+    def _settled(self, key: str, args: list[str], after: Summary | None, answer: Any) -> bool:
+        """Whether the script took the attempt; if not, remember the ledger it answered."""
+        done = int(answer[0])
+        if done == 1:
+            if after is not None:
+                self._remember(key, args[1], after)
+            return True
+        if done == 0:
+            self._remember(key, str(answer[1]), codec.summary_from(answer[2] or None))
+        return False
 
     def record(self, key: str, decide: Decide, *, expires_at: float | None = None
                ) -> Step | None:
-        sum_key, steps_key = self._keys(key)
+        keys = self._keys(key)
         expiry = self._expiry(expires_at)
-        client = self._state.client
+        caller = secrets.token_hex(8)
         for attempt in range(_ATTEMPTS):
-            try:
-                with client.pipeline(transaction=True) as pipe:
-                    pipe.watch(sum_key)  # type: ignore[no-untyped-call]
-                    summary = codec.summary_from(pipe.get(sum_key))
-                    step = decide(summary)
-                    if step is None:
-                        return None
-                    _append(pipe, summary, step, sum_key, steps_key, expiry)
-                    pipe.execute()
-                    return step
-            except WatchError:
-                time.sleep(_jitter(attempt))
-            except RedisError as exc:
-                raise self._state.unreachable(exc, "the task's ledger") from exc
+            args, step, after = self._attempt(key, decide)
+            args[5] = expiry if step is not None else ""
+            args[7] = caller
+            if self._settled(key, args, after, self._state._ledger(keys, args)):
+                return step
+            time.sleep(_backoff(attempt))
         raise _contended(key)
 
     async def arecord(self, key: str, decide: Decide, *, expires_at: float | None = None
                       ) -> Step | None:
-        sum_key, steps_key = self._keys(key)
+        keys = self._keys(key)
         expiry = self._expiry(expires_at)
-        client = await self._state.aclient()
+        caller = secrets.token_hex(8)
         for attempt in range(_ATTEMPTS):
-            try:
-                async with client.pipeline(transaction=True) as pipe:
-                    await pipe.watch(sum_key)
-                    summary = codec.summary_from(await pipe.get(sum_key))
-                    step = decide(summary)
-                    if step is None:
-                        return None
-                    _append(pipe, summary, step, sum_key, steps_key, expiry)
-                    await pipe.execute()
-                    return step
-            except WatchError:
-                await asyncio.sleep(_jitter(attempt))
-            except RedisError as exc:
-                raise self._state.unreachable(exc, "the task's ledger") from exc
+            args, step, after = self._attempt(key, decide)
+            args[5] = expiry if step is not None else ""
+            args[7] = caller
+            if self._settled(key, args, after, await self._state._aledger(keys, args)):
+                return step
+            await asyncio.sleep(_backoff(attempt))
         raise _contended(key)
 
+    def _relabel(self, key: str, step: Step, labels: frozenset[str]
+                 ) -> tuple[list[str], Step, Summary] | None:
+        version, summary = self._seen.get(key, _NEVER_SEEN)
+        if version == "":
+            return None  # the ledger expired with its task: nothing to label
+        after = summary.copy()
+        updated = Step(step.tool, step.action, step.resource, step.effect, step.labels | labels,
+                       step.attributes, step.allowed, step.at, step.n)
+        for label in labels:
+            after.labels.setdefault(label, updated)
+        back = after.count - step.n
+        # a step already dropped from the list (or never numbered): the summary still learns;
+        # an index out of range makes LSET fail, harmlessly
+        where = -back if step.n >= 0 and 0 < back <= MAX_STEPS else -(MAX_STEPS + 1)
+        return [version, secrets.token_hex(8), codec.summary_to(after),
+                codec.dumps(codec.step_to(updated)), str(where), "", str(MAX_STEPS), ""], \
+            updated, after
+
     def add_labels(self, key: str, step: Step, labels: frozenset[str]) -> Step:
-        sum_key, steps_key = self._keys(key)
-        client = self._state.client
-        for attempt in range(_ATTEMPTS):
-            try:
-                with client.pipeline(transaction=True) as pipe:
-                    pipe.watch(sum_key)  # type: ignore[no-untyped-call]
-                    raw = pipe.get(sum_key)
-                    if raw is None:  # the ledger expired with its task: nothing to label
-                        return step
-                    summary = codec.summary_from(raw)
-                    updated = _relabel(pipe, summary, step, labels, sum_key, steps_key)
-                    pipe.execute()
-                    return updated
-            except WatchError:
-                time.sleep(_jitter(attempt))
-            except RedisError as exc:
-                raise self._state.unreachable(exc, "the task's ledger") from exc
+        keys = self._keys(key)
+        caller = secrets.token_hex(8)
+        for n in range(_ATTEMPTS):
+            attempt = self._relabel(key, step, labels)
+            if attempt is None:
+                return step
+            args, updated, after = attempt
+            args[7] = caller
+            if self._settled(key, args, after, self._state._ledger(keys, args)):
+                return updated
+            time.sleep(_backoff(n))
         raise _contended(key)
 
     async def aadd_labels(self, key: str, step: Step, labels: frozenset[str]) -> Step:
-        sum_key, steps_key = self._keys(key)
-        client = await self._state.aclient()
-        for attempt in range(_ATTEMPTS):
-            try:
-                async with client.pipeline(transaction=True) as pipe:
-                    await pipe.watch(sum_key)
-                    raw = await pipe.get(sum_key)
-                    if raw is None:
-                        return step
-                    summary = codec.summary_from(raw)
-                    updated = _relabel(pipe, summary, step, labels, sum_key, steps_key)
-                    await pipe.execute()
-                    return updated
-            except WatchError:
-                await asyncio.sleep(_jitter(attempt))
-            except RedisError as exc:
-                raise self._state.unreachable(exc, "the task's ledger") from exc
+        keys = self._keys(key)
+        caller = secrets.token_hex(8)
+        for n in range(_ATTEMPTS):
+            attempt = self._relabel(key, step, labels)
+            if attempt is None:
+                return step
+            args, updated, after = attempt
+            args[7] = caller
+            if self._settled(key, args, after, await self._state._aledger(keys, args)):
+                return updated
+            await asyncio.sleep(_backoff(n))
         raise _contended(key)
 
     def steps(self, key: str) -> tuple[Step, ...]:
@@ -198,46 +274,25 @@ class RedisLedgers:
     def summary(self, key: str) -> Summary:
         """What the task has done so far (empty for a ledger never written, or expired)."""
         try:
-            return codec.summary_from(self._state.client.get(self._keys(key)[0]))
+            raw = self._state.client.hget(self._keys(key)[0], "s")
         except RedisError as exc:
             raise self._state.unreachable(exc, "the task's ledger") from exc
+        return codec.summary_from(raw)
 
     def drop(self, key: str) -> None:
+        self._seen.pop(key, None)
         try:
             self._state.client.delete(*self._keys(key))
         except RedisError as exc:
             raise self._state.unreachable(exc, "the task's ledger") from exc
 
 
-def _append(pipe: Any, summary: Summary, step: Step, sum_key: str, steps_key: str,
-            expiry: dict[str, int]) -> None:
-    summary.add(step)
-    pipe.multi()
-    pipe.set(sum_key, codec.summary_to(summary), **expiry)
-    pipe.rpush(steps_key, codec.dumps(codec.step_to(step)))
-    pipe.ltrim(steps_key, -MAX_STEPS, -1)
-    if "pxat" in expiry:
-        pipe.pexpireat(steps_key, expiry["pxat"])
-    else:
-        pipe.pexpire(steps_key, expiry["px"])
-
-
-def _relabel(pipe: Any, summary: Summary, step: Step, labels: frozenset[str], sum_key: str,
-             steps_key: str) -> Step:
-    updated = Step(step.tool, step.action, step.resource, step.effect, step.labels | labels,
-                   step.attributes, step.allowed, step.at, step.n)
-    for label in labels:
-        summary.labels.setdefault(label, updated)
-    pipe.multi()
-    pipe.set(sum_key, codec.summary_to(summary), keepttl=True)
-    back = summary.count - step.n
-    if step.n >= 0 and 0 < back <= MAX_STEPS:
-        pipe.lset(steps_key, -back, codec.dumps(codec.step_to(updated)))
-    return updated
-
-
-def _jitter(attempt: int) -> float:
-    return random.uniform(0, min(0.02, 0.0005 * (2 ** min(attempt, 6))))
+def _backoff(attempt: int) -> float:
+    """How long to wait before deciding again: none at first (the answer brought the news, and
+    the turn), then a little, jittered, while another worker has its turn."""
+    if attempt == 0:
+        return 0.0
+    return random.uniform(0, min(0.005, 0.0001 * 2 ** min(attempt, 6)))
 
 
 def _contended(key: str) -> StateStoreUnavailable:
