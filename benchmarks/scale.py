@@ -12,8 +12,9 @@ in-memory audit sink. Rows:
 - per call (median and p99, ``perf_counter_ns`` around each call), in memory
   and with ``RedisState`` on loopback: the delegated check (Redis adds only
   the readiness test: decisions are local), the guarded call (Redis adds the
-  ledger transaction: WATCH, GET, MULTI/EXEC), and a revocation (the write
-  and its echo on this process's feed);
+  ledger's compare-and-set script: one round trip), a revocation (the write
+  and its echo on this process's feed), and a bare redis-py ``PING`` for
+  reference;
 - revocation propagation: one process revokes ``--revocations`` agents one
   after another; three other processes record, for each, the time from the
   start of the ``revoke`` call to the moment their copy holds it (after which
@@ -141,6 +142,8 @@ def per_call(url: str | None, n: int) -> dict[str, dict[str, float]]:
 
         out[f"guarded call, {where}"] = time_sync(call, n)
         assert all(r.decision.allowed for r in sink), "every timed call must be allowed"
+    if authz._state is not None:  # the floor: one round trip through redis-py, doing nothing
+        out["redis-py PING (reference)"] = time_sync(authz._state.client.ping, n)
     counter = iter(range(10**9))
     out[f"revoke an agent, {where}"] = time_sync(
         lambda: authz.revoke(agent=f"agent:gone-{next(counter)}"), max(200, n // 10))
