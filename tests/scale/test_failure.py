@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +27,15 @@ def _within(condition: Callable[[], bool], timeout: float = 5.0) -> float:
         assert time.monotonic() - start < timeout, "not within the time allowed"
         time.sleep(0.005)
     return time.monotonic() - start
+
+
+def test_without_the_redis_client_the_error_says_what_to_install() -> None:
+    code = ("import sys; sys.modules['redis'] = None\n"
+            "import agentauthz.scale\n"
+            "try:\n    agentauthz.scale.RedisState\n"
+            "except ImportError as exc:\n    print(exc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'agentauthz[redis]'" in out.stdout
 
 
 def test_redis_down_at_start_is_a_configuration_error_naming_url_and_fix() -> None:

@@ -29,8 +29,6 @@ def serve(conn: Connection, url: str, namespace: str, options: dict[str, Any]) -
 
     def guarded(tool: str) -> str:
         """The call's outcome: ``allow`` or the kind of the reason it was denied."""
-        message = authz.guard.on_deny
-        assert message == "raise"
         try:
             result = tools[tool](ticket_id="1")
         except Exception as exc:  # ToolDenied: its decision says why
