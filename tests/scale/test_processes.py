@@ -117,7 +117,7 @@ def test_killing_redis_mid_run_denies_then_recovers(own_redis: RedisServer,
         with owner.acting_as(AGENT, on_behalf_of=USER), \
                 owner.task(scope=[("*", "*")], ttl=600, purpose="outage") as task:
             for conn in pool.conns:
-                conn.send(("loop", task.token, "lookup", 6.0))
+                conn.send(("loop", task.token, "lookup", 7.0))
             start = time.monotonic()
             time.sleep(1.0)
             killing = time.monotonic()
@@ -131,9 +131,9 @@ def test_killing_redis_mid_run_denies_then_recovers(own_redis: RedisServer,
             for run in runs:
                 kinds = {kind for _, kind in run}
                 assert kinds == {"allow", "state_store_unavailable"}, kinds
-                before = [kind for at, kind in run if start <= at < killing - 0.05]  # none in flight
+                before = [kind for at, kind in run if start <= at < killing - 0.5]  # none in flight
                 during = [kind for at, kind in run if killed + 0.6 <= at < restarted]
-                after = [kind for at, kind in run if at > restarted + 2.0]
+                after = [kind for at, kind in run if at > restarted + 2.5]  # reconnected by then
                 assert before and set(before) == {"allow"}, [
                     (round(at - killing, 3), kind) for at, kind in run if kind != "allow"][:5]
                 assert during and set(during) == {"state_store_unavailable"}

@@ -75,6 +75,7 @@ class Feed:
         self.ok_until = 0.0
         """The monotonic time until which this process's copies count as current."""
         self._synced = False
+        self._losses = 0  # bumped by lost(): a read that began before it vouches for nothing
         self._last_id = "0-0"
         self._seq = 0
         self._applied = 0
@@ -99,6 +100,7 @@ class Feed:
             log.warning("agentauthz: shared state feed lost (%s); denying decisions that need "
                         "it until resynchronised", why)
         self._synced = False
+        self._losses += 1
         self.ok_until = 0.0
         self.why = why
 
@@ -157,6 +159,7 @@ class Feed:
 
     def _resync(self) -> None:
         self.ok_until = 0.0
+        losses = self._losses
         pipe = self._client.pipeline(transaction=True)
         pipe.xrevrange(self._stream_key, "+", "-", count=1)
         pipe.get(self._seq_key)
@@ -171,18 +174,22 @@ class Feed:
         self._last_id, self._seq = last_id, seq
         while self._read(None):  # catch up with what was written while loading
             pass
+        if losses != self._losses:
+            raise _Gap("lost while loading the snapshot")
         self._synced = True
         self.resyncs += 1
         with self._cond:
             self._applied = self._seq
             self._cond.notify_all()
-        self.ok_until = _monotonic() + self._max_silence
+        if losses == self._losses:
+            self.ok_until = _monotonic() + self._max_silence
         if self.resyncs > 1:
             log.warning("agentauthz: shared state feed resynchronised (snapshot %d)",
                         self.resyncs)
 
     def _read(self, block: int | None) -> int:
         """Apply the next entries; how many there were."""
+        losses = self._losses
         response: Any = self._client.xread({self._stream_key: self._last_id}, count=_BATCH,
                                            block=block)
         heard = _monotonic()
@@ -207,6 +214,6 @@ class Feed:
             with self._cond:
                 self._applied = self._seq
                 self._cond.notify_all()
-        if self._synced:
+        if self._synced and losses == self._losses:
             self.ok_until = heard + self._max_silence
         return applied
