@@ -433,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-load", action="store_true")
     ap.add_argument("--skip-enforcement", action="store_true",
                     help="skip the @authorize and FastAPI measurements")
+    ap.add_argument("--skip-scale", action="store_true",
+                    help="skip the Redis shared-state measurements")
     ap.add_argument("--skip-backends", action="store_true",
                     help="skip the OPA, Oso Cloud, Cedar and AuthZEN adapter measurements")
     ap.add_argument("--skip-agents", action="store_true",
@@ -624,6 +626,19 @@ def main(argv: list[str] | None = None) -> int:
             P(f"### {name}\n")
             P(bk.stdout.strip() if bk.returncode == 0 else f"_failed: {bk.stderr[-500:]}_")
             P("")
+
+    # ------------------------------------------------------------------- scale
+    if not args.skip_scale:
+        log("shared state on Redis (benchmarks/scale.py) ...")
+        sc = subprocess.run([sys.executable, str(here / "scale.py"), "--calls",
+                             "2000" if args.quick else "20000"],
+                            capture_output=True, text=True, check=False)
+        P("## 10. Scale: guarded calls and revocations through Redis\n")
+        P("`benchmarks/scale.py`: a Redis server on loopback started for the run; the "
+          "guard's added latency, revocation propagation across processes, and "
+          "throughput with 4 worker processes.\n")
+        P(sc.stdout.strip() if sc.returncode == 0 else f"_failed: {sc.stderr[-500:]}_")
+        P("")
 
     # ----------------------------------------------------------------- targets
     P("## Targets\n")
