@@ -5,7 +5,7 @@ gives the authorizer Redis-backed revocations, task ledgers, approvals and
 break-glass grants, and keeps its relationships, attributes and policy in
 step with every other worker through the change feed
 (:mod:`agentauthz.scale.feed`). Keys, all under ``agentauthz:{<namespace>}:``
-(one Redis Cluster hash slot per namespace)::
+(one hash slot per namespace)::
 
     seq, feed               the feed's counter and stream (capped at feed_length entries)
     rels                    set of relationships, each the JSON [resource, relation, subject]
@@ -14,7 +14,7 @@ step with every other worker through the change feed
     seeded                  set once the first worker has loaded its data=
     rev:<kind>:<id>         a revocation, expiring at its ``until``
     bg:<grant id>           a break-glass grant, expiring with it
-    ledger:<key>:sum|steps  a task's ledger summary and steps, expiring with the task
+    ledger:<key>:sum|steps|turn  a task's ledger: summary and version, steps, whose turn it is
     apr:pending:<id>        an approval request (pending_ttl)
     apr:granted:<hash>      an approval, until used or expired
 
