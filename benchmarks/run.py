@@ -630,8 +630,10 @@ def main(argv: list[str] | None = None) -> int:
     # ------------------------------------------------------------------- scale
     if not args.skip_scale:
         log("shared state on Redis (benchmarks/scale.py) ...")
-        sc = subprocess.run([sys.executable, str(here / "scale.py"), "--calls",
-                             "2000" if args.quick else "20000"],
+        sc = subprocess.run([sys.executable, str(here / "scale.py"),
+                             "--calls", "2000" if args.quick else "20000",
+                             "--revocations", "200" if args.quick else "1000",
+                             "--seconds", "2" if args.quick else "5"],
                             capture_output=True, text=True, check=False)
         P("## 10. Scale: guarded calls and revocations through Redis\n")
         P("`benchmarks/scale.py`: a Redis server on loopback started for the run; the "
