@@ -828,6 +828,49 @@ class Authorizer:
                 "usage_truncated": bool(usage.truncated)}
 
     # ------------------------------------------------------------- queries
+    def _list_plan(self, principal: Any) -> tuple[tuple[Any, ...], Delegation | None] | None:
+        """Whom to ask for a list, and the delegation whose rules combine the answers.
+
+        ``None``: list nothing (a stale shared state, a barred agent, an
+        unusable delegation). A combining delegation of ``None`` means the one
+        answer stands as it is; while break-glass grants exist, a plain
+        principal is combined as a one-branch delegation so that its grants
+        are added.
+        """
+        if self._stale():  # a shared state that cannot vouch for this copy: list nothing
+            return None
+        layer = self._layer
+        if principal.__class__ is Delegation:
+            d: Delegation = principal
+            return (d.principals, d) if layer.usable(d) else None
+        if self._armed:
+            pkey, denial = layer.agent_denial(principal)
+            if denial is not None:
+                return None
+            if pkey is not None and layer.breakglass:
+                try:
+                    return (principal,), Delegation(pkey)
+                except InvalidInputError:  # a malformed principal: the backend lists nothing
+                    pass
+        return (principal,), None
+
+    def _listed(self, ask: Callable[..., object], *args: Any) -> frozenset[str]:
+        """One backend list answer; a failure lists nothing (or raises, if asked)."""
+        try:
+            return _names(ask(*args))
+        except Exception as exc:
+            self._failed(exc)
+            return frozenset()
+
+    async def _alisted(self, ask: Callable[..., Any], *args: Any) -> frozenset[str]:
+        try:
+            pending = ask(*args)
+            return _names(await (asyncio.wait_for(pending, self.timeout) if self.timeout
+                                 else pending))
+        except Exception as exc:
+            self._failed(exc)
+            return frozenset()
+
     def list_resources(self, principal: EntityLike | Delegation, action: str,
                        resource_type: str, context: Mapping[str, Any] | None = None
                        ) -> frozenset[str]:
@@ -838,123 +881,48 @@ class Authorizer:
         search. A failing backend lists nothing (or raises, with
         ``on_backend_error="raise"``): never a partial list.
         """
-        if self._stale():  # a shared state that cannot vouch for this copy: list nothing
+        plan = self._list_plan(principal)
+        if plan is None:
             return frozenset()
-        layer = self._layer
-        if principal.__class__ is Delegation:
-            d: Delegation = principal
-            if not layer.usable(d):
-                return frozenset()
-            return layer.combine_resources(d, action, resource_type, (
-                self._base_list(p, action, resource_type, context) for p in d.principals))
-        if self._armed:
-            pkey, denial = layer.agent_denial(principal)
-            if denial is not None:
-                return frozenset()
-            if pkey is not None:
-                return (self._base_list(principal, action, resource_type, context)
-                        | layer.granted_resources(pkey, action, resource_type))
-        return self._base_list(principal, action, resource_type, context)
-
-    def _base_list(self, principal: Any, action: str, resource_type: str,
-                   context: Mapping[str, Any] | None) -> frozenset[str]:
-        try:
-            return _names(self.backend.list_resources(principal, action, resource_type, context))
-        except Exception as exc:
-            self._failed(exc)
-            return frozenset()
+        asked, d = plan
+        found = (self._listed(self.backend.list_resources, p, action, resource_type, context)
+                 for p in asked)  # lazy: an empty intersection stops asking
+        if d is None:
+            return next(found)
+        return self._layer.combine_resources(d, action, resource_type, found)
 
     async def alist_resources(self, principal: EntityLike | Delegation, action: str,
                               resource_type: str, context: Mapping[str, Any] | None = None
                               ) -> frozenset[str]:
-        if self._stale():  # a shared state that cannot vouch for this copy: list nothing
+        plan = self._list_plan(principal)
+        if plan is None:
             return frozenset()
-        layer = self._layer
-        if principal.__class__ is Delegation:
-            d: Delegation = principal
-            if not layer.usable(d):
-                return frozenset()
-            found = await asyncio.gather(*(self._base_alist(p, action, resource_type, context)
-                                           for p in d.principals))
-            return layer.combine_resources(d, action, resource_type, found)
-        if self._armed:
-            pkey, denial = layer.agent_denial(principal)
-            if denial is not None:
-                return frozenset()
-            if pkey is not None:
-                return (await self._base_alist(principal, action, resource_type, context)
-                        | layer.granted_resources(pkey, action, resource_type))
-        return await self._base_alist(principal, action, resource_type, context)
-
-    async def _base_alist(self, principal: Any, action: str, resource_type: str,
-                          context: Mapping[str, Any] | None) -> frozenset[str]:
-        try:
-            pending = self.backend.alist_resources(principal, action, resource_type, context)
-            return _names(await (asyncio.wait_for(pending, self.timeout) if self.timeout
-                                 else pending))
-        except Exception as exc:
-            self._failed(exc)
-            return frozenset()
+        asked, d = plan
+        found = await asyncio.gather(*(self._alisted(self.backend.alist_resources, p, action,
+                                                     resource_type, context) for p in asked))
+        if d is None:
+            return found[0]
+        return self._layer.combine_resources(d, action, resource_type, found)
 
     def list_actions(self, principal: EntityLike | Delegation, resource: EntityLike,
                      context: Mapping[str, Any] | None = None) -> frozenset[str]:
         """Every action ``check`` would allow this principal (or delegation) on ``resource``."""
-        if self._stale():  # a shared state that cannot vouch for this copy: list nothing
+        plan = self._list_plan(principal)
+        if plan is None:
             return frozenset()
-        layer = self._layer
-        if principal.__class__ is Delegation:
-            d: Delegation = principal
-            if not layer.usable(d):
-                return frozenset()
-            return layer.combine_actions(d, resource, [
-                self._base_actions(p, resource, context) for p in d.principals])
-        if self._armed:
-            pkey, denial = layer.agent_denial(principal)
-            if denial is not None:
-                return frozenset()
-            if pkey is not None and self._breakglass:
-                return layer.combine_actions(Delegation(pkey), resource, [
-                    self._base_actions(principal, resource, context)])
-        return self._base_actions(principal, resource, context)
-
-    def _base_actions(self, principal: Any, resource: Any,
-                      context: Mapping[str, Any] | None) -> frozenset[str]:
-        try:
-            return _names(self.backend.list_actions(principal, resource, context))
-        except Exception as exc:
-            self._failed(exc)
-            return frozenset()
+        asked, d = plan
+        found = [self._listed(self.backend.list_actions, p, resource, context) for p in asked]
+        return found[0] if d is None else self._layer.combine_actions(d, resource, found)
 
     async def alist_actions(self, principal: EntityLike | Delegation, resource: EntityLike,
                             context: Mapping[str, Any] | None = None) -> frozenset[str]:
-        if self._stale():  # a shared state that cannot vouch for this copy: list nothing
+        plan = self._list_plan(principal)
+        if plan is None:
             return frozenset()
-        layer = self._layer
-        if principal.__class__ is Delegation:
-            d: Delegation = principal
-            if not layer.usable(d):
-                return frozenset()
-            found = await asyncio.gather(*(self._base_aactions(p, resource, context)
-                                           for p in d.principals))
-            return layer.combine_actions(d, resource, found)
-        if self._armed:
-            pkey, denial = layer.agent_denial(principal)
-            if denial is not None:
-                return frozenset()
-            if pkey is not None and self._breakglass:
-                return layer.combine_actions(Delegation(pkey), resource, [
-                    await self._base_aactions(principal, resource, context)])
-        return await self._base_aactions(principal, resource, context)
-
-    async def _base_aactions(self, principal: Any, resource: Any,
-                             context: Mapping[str, Any] | None) -> frozenset[str]:
-        try:
-            pending = self.backend.alist_actions(principal, resource, context)
-            return _names(await (asyncio.wait_for(pending, self.timeout) if self.timeout
-                                 else pending))
-        except Exception as exc:
-            self._failed(exc)
-            return frozenset()
+        asked, d = plan
+        found = await asyncio.gather(*(self._alisted(self.backend.alist_actions, p, resource,
+                                                     context) for p in asked))
+        return found[0] if d is None else self._layer.combine_actions(d, resource, found)
 
     def authorized_fields(self, principal: EntityLike | Delegation, action: str,
                           resource: EntityLike, context: Mapping[str, Any] | None = None
