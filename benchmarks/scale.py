@@ -43,33 +43,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from _timing import Verdicts, time_sync
+from guard import DATA, POLICY  # the same workload as the in-memory guard benchmark
 
 from agentauthz import Authorizer
 from agentauthz.agents.guard import ToolCallRecord, guard_tools
 
-POLICY = """
-types:
-  user: {}
-  agent: {}
-  team: {relations: {member: [user, agent]}}
-  ticket:
-    attributes: {tenant: string, classification: string}
-    relations: {team: [team]}
-    permissions: {read: team->member, write: team->member}
-agents:
-  - {id: agent:bot, owner: user:alice, purpose: answers tickets, tools: [read_ticket, note]}
-tools:
-  read_ticket: {action: read, resource: "ticket:{ticket_id}"}
-  note: {action: write, resource: "ticket:{ticket_id}", effect: write}
-chains:
-  - {id: no-exfiltration, effect: external, after_labels: [confidential]}
-  - {id: step-up, effect: write, first: true, decision: deny}
-  - {id: ticket-budget, tool: read_ticket, max_calls: 100000000}
-  - {id: one-tenant, same_attribute: tenant}
-"""
-DATA = {"relationships": ["team:t#member@user:alice", "team:t#member@agent:bot",
-                          "ticket:1#team@team:t"],
-        "attributes": {"ticket:1": {"tenant": "acme", "classification": "internal"}}}
 KEYS = {"k1": "the benchmark's shared task signing key, long enough"}
 WORKERS = 4
 WATCHERS = 3
