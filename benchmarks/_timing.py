@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import gc
 import json
+import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -76,3 +77,66 @@ def run_main(doc: str | None, measure: Callable[[int], Results],
     for target, measured, ok in verdicts:
         print(f"- {target}: {measured} — {'met' if ok else 'MISSED'}")
     return 0
+
+
+def rate(fn: Callable[[], Any], rounds: int, per_call: int) -> float:
+    """Decisions per second of ``fn()`` (``per_call`` decisions a call), best of three runs."""
+    fn()
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(rounds):
+            fn()
+        best = max(best, rounds * per_call / (time.perf_counter() - start))
+    return best
+
+
+def arate(fn: Callable[[], Awaitable[Any]], rounds: int, per_call: int,
+          finish: Callable[[], Awaitable[Any]] | None = None) -> float:
+    """:func:`rate` for a coroutine function; ``finish()`` is awaited on the same loop."""
+    async def run() -> float:
+        await fn()
+        best = 0.0
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(rounds):
+                await fn()
+            best = max(best, rounds * per_call / (time.perf_counter() - start))
+        if finish is not None:
+            await finish()
+        return best
+
+    return asyncio.run(run())
+
+
+def latency_and_rate_rows(results: Results) -> list[str]:
+    """A table of the latency rows (median, p99), then one of the rate rows (``per_s``)."""
+    lines = ["| call | median µs | p99 µs |", "|---|---:|---:|"]
+    lines += [f"| {name} | {r['median_us']:.1f} | {r['p99_us']:.1f} |"
+              for name, r in results.items() if "median_us" in r]
+    lines += ["", "| batch | decisions/s |", "|---|---:|"]
+    lines += [f"| {name} | {r['per_s']:,.0f} |" for name, r in results.items() if "per_s" in r]
+    return lines
+
+
+class ServerChild:
+    """A test server in a spawned child process, so that its threads do not share our GIL.
+
+    ``serve(conn)`` runs in the child: it sends its URLs (a tuple) first, then
+    answers commands; ``stop`` ends it.
+    """
+
+    def __init__(self, serve: Callable[[Any], None]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, theirs = context.Pipe()
+        self.process = context.Process(target=serve, args=(theirs,), daemon=True)
+        self.process.start()
+        self.urls: tuple[str, ...] = self.conn.recv()
+
+    def ask(self, command: str) -> Any:
+        self.conn.send(command)
+        return self.conn.recv()
+
+    def stop(self) -> None:
+        self.ask("stop")
+        self.process.join(10)

@@ -43,7 +43,6 @@ least 0.7× bare httpx at the same concurrency.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import sys
 import time
 from multiprocessing.connection import Connection
@@ -53,7 +52,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the test PDP lives with the tests
 
-from _timing import Results, Verdicts, run_main, stats, time_sync  # noqa: E402
+from _timing import (  # noqa: E402
+    Results,
+    ServerChild,
+    Verdicts,
+    arate,
+    latency_and_rate_rows,
+    rate,
+    run_main,
+    stats,
+    time_sync,
+)
 
 REQUEST = ("user:alice", "read", "document:ticket-1")
 MAX_REMOTE_CALLS = 5000
@@ -96,30 +105,13 @@ def serve(conn: Connection) -> None:
             return
 
 
-class Child:
-    def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.conn, theirs = context.Pipe()
-        self.process = context.Process(target=serve, args=(theirs,), daemon=True)
-        self.process.start()
-        self.url, self.away_url = self.conn.recv()
-
-    def ask(self, command: str) -> Any:
-        self.conn.send(command)
-        return self.conn.recv()
-
-    def stop(self) -> None:
-        self.ask("stop")
-        self.process.join(10)
-
-
-def _paired(child: Child, lat: list[int]) -> tuple[dict[str, float], dict[str, float]]:
+def _paired(child: ServerChild, lat: list[int]) -> tuple[dict[str, float], dict[str, float]]:
     server = child.ask(f"stats {len(lat)}")
     assert len(server) == len(lat), f"expected {len(lat)} requests, the PDP saw {len(server)}"
     return stats(list(server)), stats([c - s for c, s in zip(lat, server, strict=True)])
 
 
-def paired(child: Child, call: Any, n: int) -> tuple[dict[str, float], dict[str, float]]:
+def paired(child: ServerChild, call: Any, n: int) -> tuple[dict[str, float], dict[str, float]]:
     """Time ``n`` calls: (the PDP's own time, each call minus the PDP's time)."""
     for _ in range(min(n, 500)):
         call()
@@ -133,7 +125,7 @@ def paired(child: Child, call: Any, n: int) -> tuple[dict[str, float], dict[str,
     return _paired(child, lat)
 
 
-def apaired(child: Child, call: Any, n: int, finish: Any = None) -> dict[str, float]:
+def apaired(child: ServerChild, call: Any, n: int, finish: Any = None) -> dict[str, float]:
     """:func:`paired` for a coroutine function; ``finish()`` is awaited on the same loop."""
     async def loop() -> list[int]:
         for _ in range(min(n, 500)):
@@ -152,32 +144,6 @@ def apaired(child: Child, call: Any, n: int, finish: Any = None) -> dict[str, fl
     return _paired(child, asyncio.run(loop()))[1]
 
 
-def throughput(fn: Any, rounds: int) -> float:
-    """Decisions per second of ``fn()`` (one batch of BATCH decisions), best of three runs."""
-    fn()
-    best = 0.0
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(rounds):
-            fn()
-        best = max(best, rounds * BATCH / (time.perf_counter() - start))
-    return best
-
-
-def athroughput(fn: Any, rounds: int) -> float:
-    async def run() -> float:
-        await fn()
-        best = 0.0
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(rounds):
-                await fn()
-            best = max(best, rounds * BATCH / (time.perf_counter() - start))
-        return best
-
-    return asyncio.run(run())
-
-
 def measure(n: int) -> Results:
     import httpx
 
@@ -187,9 +153,10 @@ def measure(n: int) -> Results:
 
     remote = min(n, MAX_REMOTE_CALLS)
     out: Results = {}
-    child = Child()
+    child = ServerChild(serve)
+    pdp_url, away_pdp_url = child.urls
     try:
-        backend = AuthZENBackend(child.url)
+        backend = AuthZENBackend(pdp_url)
         assert backend.check(*REQUEST).allowed  # reads the metadata once
         body = _evaluation(*REQUEST, None)  # the exact request bytes
         url = backend.url + "/access/v1/evaluation"
@@ -244,21 +211,21 @@ def measure(n: int) -> Results:
         out["PDP's own time per /evaluations of 100"] = paired(
             child, lambda: backend.check_many(batch), max(50, remote // 20))[0]
         rounds = max(2, remote // (BATCH * 10))
-        for label, target in (("PDP, one /evaluations request", child.url),
-                              ("PDP 2 ms away, no batch API", child.away_url)):
+        for label, target in (("PDP, one /evaluations request", pdp_url),
+                              ("PDP 2 ms away, no batch API", away_pdp_url)):
             with AuthZENBackend(target, max_concurrency=CONCURRENCY) as b:
                 assert all(d.allowed for d in b.check_many(batch))
-                out[f"100 sequential checks ({label})"] = {"per_s": throughput(
-                    lambda b=b: [b.check(*REQUEST) for _ in range(BATCH)], rounds)}
+                out[f"100 sequential checks ({label})"] = {"per_s": rate(
+                    lambda b=b: [b.check(*REQUEST) for _ in range(BATCH)], rounds, BATCH)}
                 out[f"check_many of 100 ({label})"] = {
-                    "per_s": throughput(lambda b=b: b.check_many(batch), rounds)}
+                    "per_s": rate(lambda b=b: b.check_many(batch), rounds, BATCH)}
 
                 async def many(b: AuthZENBackend = b) -> None:
                     await b.acheck_many(batch)
 
-                out[f"acheck_many of 100 ({label})"] = {"per_s": athroughput(many, rounds)}
+                out[f"acheck_many of 100 ({label})"] = {"per_s": arate(many, rounds, BATCH)}
 
-        away_url = child.away_url + "/access/v1/evaluation"
+        away_url = away_pdp_url + "/access/v1/evaluation"
 
         async def bare() -> None:
             async with httpx.AsyncClient() as client:
@@ -272,7 +239,7 @@ def measure(n: int) -> Results:
                 await asyncio.gather(*(one() for _ in range(BATCH)))
 
         out[f"100 bare httpx.AsyncClient posts, {CONCURRENCY} at a time (PDP 2 ms away)"] = {
-            "per_s": athroughput(bare, rounds)}
+            "per_s": arate(bare, rounds, BATCH)}
         backend.close()
     finally:
         child.stop()
@@ -280,14 +247,7 @@ def measure(n: int) -> Results:
 
 
 def report(results: Results) -> tuple[str, Verdicts]:
-    lines = ["| call | median µs | p99 µs |", "|---|---:|---:|"]
-    for name, r in results.items():
-        if "median_us" in r:
-            lines.append(f"| {name} | {r['median_us']:.1f} | {r['p99_us']:.1f} |")
-    lines += ["", "| batch | decisions/s |", "|---|---:|"]
-    for name, r in results.items():
-        if "per_s" in r:
-            lines.append(f"| {name} | {r['per_s']:,.0f} |")
+    lines = latency_and_rate_rows(results)
     sync = results["AuthZENBackend.check, minus the PDP"]["median_us"]
     async_ = results["AuthZENBackend.acheck, minus the PDP"]["median_us"]
     floor = results["httpx.Client.post alone, minus the PDP"]["median_us"]

@@ -44,7 +44,6 @@ a cache hit at least 20× faster than asking OPA; a concurrent batch at least
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import sys
 import time
 from multiprocessing.connection import Connection
@@ -54,7 +53,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the stand-in server lives with the tests
 
-from _timing import Results, Verdicts, run_main, stats, time_sync  # noqa: E402
+from _timing import (  # noqa: E402
+    Results,
+    ServerChild,
+    Verdicts,
+    arate,
+    latency_and_rate_rows,
+    rate,
+    run_main,
+    stats,
+    time_sync,
+)
 
 REQUEST = ("user:alice", "read", "document:ticket-1")
 MAX_REMOTE_CALLS = 5000
@@ -91,24 +100,7 @@ def serve(conn: Connection) -> None:
             return
 
 
-class Child:
-    def __init__(self) -> None:
-        self.conn, theirs = multiprocessing.get_context("spawn").Pipe()
-        self.process = multiprocessing.get_context("spawn").Process(target=serve, args=(theirs,),
-                                                                   daemon=True)
-        self.process.start()
-        self.rego_url, self.canned_url, self.away_url = self.conn.recv()
-
-    def ask(self, command: str) -> Any:
-        self.conn.send(command)
-        return self.conn.recv()
-
-    def stop(self) -> None:
-        self.ask("stop")
-        self.process.join(10)
-
-
-def timed(child: Child, call: Any, n: int) -> tuple[list[int], list[int]]:
+def timed(child: ServerChild, call: Any, n: int) -> tuple[list[int], list[int]]:
     """Time ``n`` sequential calls: (each call's latency, the server's own time for it)."""
     child.ask("reset")
     pc = time.perf_counter_ns
@@ -122,7 +114,7 @@ def timed(child: Child, call: Any, n: int) -> tuple[list[int], list[int]]:
     return lat, server
 
 
-def atimed(child: Child, call: Any, n: int) -> tuple[list[int], list[int]]:
+def atimed(child: ServerChild, call: Any, n: int) -> tuple[list[int], list[int]]:
     """:func:`timed` for ``call`` = (a coroutine function, the coroutine that closes its client)."""
     ask, close = call
 
@@ -142,7 +134,7 @@ def atimed(child: Child, call: Any, n: int) -> tuple[list[int], list[int]]:
     return lat, child.ask("stats")
 
 
-def interleaved(child: Child, calls: dict[str, tuple[bool, Any]], n: int
+def interleaved(child: ServerChild, calls: dict[str, tuple[bool, Any]], n: int
                 ) -> dict[str, tuple[list[int], list[int]]]:
     """Time each call ``n`` times, in ten alternating slices, so that load shifts on a
     shared machine fall on every row alike. ``calls``: name -> (is async, call)."""
@@ -161,18 +153,6 @@ def minus_server(lat: list[int], server: list[int]) -> dict[str, float]:
     return stats([c - s for c, s in zip(lat, server, strict=True)])
 
 
-def throughput(fn: Any, rounds: int) -> float:
-    """Decisions per second of ``fn()`` (one batch of BATCH decisions), best of three runs."""
-    fn()
-    best = 0.0
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(rounds):
-            fn()
-        best = max(best, rounds * BATCH / (time.perf_counter() - start))
-    return best
-
-
 def measure(n: int) -> Results:
     import httpx
     from tests.backends.servers.opa_server import DECISION
@@ -183,13 +163,14 @@ def measure(n: int) -> Results:
 
     remote = min(n, MAX_REMOTE_CALLS)
     out: Results = {}
-    child = Child()
+    child = ServerChild(serve)
+    rego_url, canned_url, away_url = child.urls
     try:
-        backend = OPABackend(child.rego_url, decision=DECISION)
+        backend = OPABackend(rego_url, decision=DECISION)
         body = backend._check_flow(*REQUEST, None).send(None).body  # the exact request bytes
-        url = f"{child.rego_url}/v1/data/{DECISION}"
+        url = f"{rego_url}/v1/data/{DECISION}"
         assert backend.check(*REQUEST).allowed
-        asynchronous = OPABackend(child.rego_url, decision=DECISION)
+        asynchronous = OPABackend(rego_url, decision=DECISION)
 
         async def acheck() -> None:
             await asynchronous.acheck(*REQUEST)
@@ -225,31 +206,21 @@ def measure(n: int) -> Results:
 
         batch = [CheckRequest(*REQUEST)] * BATCH
         rounds = max(2, remote // (BATCH * 10))
-        servers = (("Rego server", child.rego_url), ("canned server", child.canned_url),
-                   ("canned server 2 ms away", child.away_url))
+        servers = (("Rego server", rego_url), ("canned server", canned_url),
+                   ("canned server 2 ms away", away_url))
         for label, url in servers:
             with OPABackend(url, decision=DECISION, max_concurrency=8) as b:
                 out[f"100 sequential checks ({label})"] = {
-                    "per_s": throughput(lambda b=b: [b.check(*REQUEST) for _ in range(BATCH)],
-                                        rounds)}
+                    "per_s": rate(lambda b=b: [b.check(*REQUEST) for _ in range(BATCH)],
+                                  rounds, BATCH)}
                 out[f"check_many of 100 ({label})"] = {
-                    "per_s": throughput(lambda b=b: b.check_many(batch), rounds)}
+                    "per_s": rate(lambda b=b: b.check_many(batch), rounds, BATCH)}
 
                 async def many(b: OPABackend = b) -> None:
                     await b.acheck_many(batch)
 
-                async def arounds(b: OPABackend = b) -> float:
-                    await many()
-                    best = 0.0
-                    for _ in range(3):
-                        start = time.perf_counter()
-                        for _ in range(rounds):
-                            await many()
-                        best = max(best, rounds * BATCH / (time.perf_counter() - start))
-                    await b.aclose()
-                    return best
-
-                out[f"acheck_many of 100 ({label})"] = {"per_s": asyncio.run(arounds())}
+                out[f"acheck_many of 100 ({label})"] = {
+                    "per_s": arate(many, rounds, BATCH, finish=b.aclose)}
         backend.close()
     finally:
         child.stop()
@@ -257,14 +228,7 @@ def measure(n: int) -> Results:
 
 
 def report(results: Results) -> tuple[str, Verdicts]:
-    lines = ["| call | median µs | p99 µs |", "|---|---:|---:|"]
-    for name, r in results.items():
-        if "median_us" in r:
-            lines.append(f"| {name} | {r['median_us']:.1f} | {r['p99_us']:.1f} |")
-    lines += ["", "| batch | decisions/s |", "|---|---:|"]
-    for name, r in results.items():
-        if "per_s" in r:
-            lines.append(f"| {name} | {r['per_s']:,.0f} |")
+    lines = latency_and_rate_rows(results)
     sync = results["OPABackend.check, minus the server"]["median_us"]
     async_ = results["OPABackend.acheck, minus the server"]["median_us"]
     miss = results["Authorizer.check, no cache (asks OPA)"]["median_us"]
