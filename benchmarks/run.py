@@ -554,93 +554,64 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in r:
             P(f"_a load run failed: {r['error']}_\n")
 
-    # ------------------------------------------------------------ enforcement
+    # ---------------------------------------------- the per-call scripts, one section each
     here = Path(__file__).resolve().parent
+
+    def section(heading: str | None, intro: str | None, script: str, *options: str) -> None:
+        """Run one benchmark script in a fresh process and put its report under a heading."""
+        log(f"{script} ...")
+        done = subprocess.run([sys.executable, str(here / script), *options],
+                              capture_output=True, text=True, check=False)
+        if heading is not None:
+            P(f"{heading}\n")
+        if intro is not None:
+            P(f"{intro}\n")
+        P(done.stdout.strip() if done.returncode == 0 else f"_failed: {done.stderr[-500:]}_")
+        P("")
+
+    calls = "5000" if args.quick else "20000"
     if not args.skip_enforcement:
-        log("enforcement overhead (benchmarks/enforcement.py) ...")
-        calls = "5000" if args.quick else "20000"
-        enf = subprocess.run([sys.executable, str(here / "enforcement.py"), "--calls", calls],
-                             capture_output=True, text=True, check=False)
-        P("## 4. Enforcement overhead: @authorize around an empty function\n")
-        P("Per-call median and p99 (`benchmarks/enforcement.py`); overhead = decorated "
-          "minus the bare function. W2-shaped policy, one allowed read.\n")
-        P(enf.stdout.strip() if enf.returncode == 0 else f"_failed: {enf.stderr[-500:]}_")
-        P("")
-        log("FastAPI throughput (benchmarks/fastapi_load.py) ...")
-        fl = subprocess.run([sys.executable, str(here / "fastapi_load.py"),
-                             "--seconds", "3" if args.quick else "10",
-                             "--rounds", "1" if args.quick else "3"],
-                            capture_output=True, text=True, check=False)
-        P("## 5. FastAPI: the example app's document route, with and without agentauthz\n")
-        P("`wrk -t1 -c32` on loopback against one uvicorn worker each "
-          "(`benchmarks/fastapi_load.py`); rounds alternate between the servers.\n")
-        P(fl.stdout.strip() if fl.returncode == 0 else f"_failed: {fl.stderr[-500:]}_")
-        P("")
-
-    # ------------------------------------------------------------------ agents
+        section("## 4. Enforcement overhead: @authorize around an empty function",
+                "Per-call median and p99 (`benchmarks/enforcement.py`); overhead = decorated "
+                "minus the bare function. W2-shaped policy, one allowed read.",
+                "enforcement.py", "--calls", calls)
+        section("## 5. FastAPI: the example app's document route, with and without agentauthz",
+                "`wrk -t1 -c32` on loopback against one uvicorn worker each "
+                "(`benchmarks/fastapi_load.py`); rounds alternate between the servers.",
+                "fastapi_load.py", "--seconds", "3" if args.quick else "10",
+                "--rounds", "1" if args.quick else "3")
     if not args.skip_agents:
-        log("agent layer (benchmarks/agents.py) ...")
-        ag = subprocess.run([sys.executable, str(here / "agents.py"), "--calls",
-                             "5000" if args.quick else "20000"],
-                            capture_output=True, text=True, check=False)
-        P("## 6. Agents: delegated checks, task credentials, attenuation\n")
-        P("Per-call median and p99 (`benchmarks/agents.py`): team → folder → document, "
-          "the agent and the user both members of the team.\n")
-        P(ag.stdout.strip() if ag.returncode == 0 else f"_failed: {ag.stderr[-500:]}_")
-        P("")
-        log("tool guard (benchmarks/guard.py) ...")
-        gd = subprocess.run([sys.executable, str(here / "guard.py"), "--calls",
-                             "5000" if args.quick else "20000"],
-                            capture_output=True, text=True, check=False)
-        P("## 7. Tool guard: overhead per tool call\n")
-        P("Per-call median and p99 (`benchmarks/guard.py`): an agent for a user, in a task, "
-          "calls a declared tool the policy allows; four chain rules, ledger and in-memory "
-          "audit.\n")
-        P(gd.stdout.strip() if gd.returncode == 0 else f"_failed: {gd.stderr[-500:]}_")
-        P("")
-
-    # ------------------------------------------------------------------- audit
+        section("## 6. Agents: delegated checks, task credentials, attenuation",
+                "Per-call median and p99 (`benchmarks/agents.py`): team → folder → document, "
+                "the agent and the user both members of the team.",
+                "agents.py", "--calls", calls)
+        section("## 7. Tool guard: overhead per tool call",
+                "Per-call median and p99 (`benchmarks/guard.py`): an agent for a user, in a "
+                "task, calls a declared tool the policy allows; four chain rules, ledger and "
+                "in-memory audit.",
+                "guard.py", "--calls", calls)
     if not args.skip_audit:
-        log("audit and telemetry (benchmarks/audit.py) ...")
-        au = subprocess.run([sys.executable, str(here / "audit.py"), "--calls",
-                             "5000" if args.quick else "20000"],
-                            capture_output=True, text=True, check=False)
-        P("## 8. Audit: cost per decision, per sink\n")
-        P("Per-call median and p99 (`benchmarks/audit.py`): the plain check of §6 with "
-          "each audit sink, and with OpenTelemetry on but no SDK installed; the file sink "
-          "amortised over N decisions and the final flush.\n")
-        P(au.stdout.strip() if au.returncode == 0 else f"_failed: {au.stderr[-500:]}_")
-        P("")
-
-    # ---------------------------------------------------------------- backends
+        section("## 8. Audit: cost per decision, per sink",
+                "Per-call median and p99 (`benchmarks/audit.py`): the plain check of §6 with "
+                "each audit sink, and with OpenTelemetry on but no SDK installed; the file sink "
+                "amortised over N decisions and the final flush.",
+                "audit.py", "--calls", calls)
     if not args.skip_backends:
         P("## 9. Backends: adapter overhead, batches and the cache\n")
         P("Each adapter against its protocol test server on loopback (Cedar in process): "
           "overhead above the server's own time, batch throughput, and a cache hit.\n")
-        for name, calls in (("opa", "2000"), ("oso_cloud", "2000"), ("cedar", "20000"),
-                            ("authzen", "5000")):
-            log(f"backend {name} (benchmarks/backends_{name}.py) ...")
-            bk = subprocess.run([sys.executable, str(here / f"backends_{name}.py"), "--calls",
-                                 "500" if args.quick else calls],
-                                capture_output=True, text=True, check=False)
-            P(f"### {name}\n")
-            P(bk.stdout.strip() if bk.returncode == 0 else f"_failed: {bk.stderr[-500:]}_")
-            P("")
-
-    # ------------------------------------------------------------------- scale
+        for name, full in (("opa", "2000"), ("oso_cloud", "2000"), ("cedar", "20000"),
+                           ("authzen", "5000")):
+            section(f"### {name}", None, f"backends_{name}.py",
+                    "--calls", "500" if args.quick else full)
     if not args.skip_scale:
-        log("shared state on Redis (benchmarks/scale.py) ...")
-        sc = subprocess.run([sys.executable, str(here / "scale.py"),
-                             "--calls", "2000" if args.quick else "20000",
-                             "--revocations", "200" if args.quick else "1000",
-                             "--seconds", "2" if args.quick else "5"],
-                            capture_output=True, text=True, check=False)
-        P("## 10. Scale: guarded calls and revocations through Redis\n")
-        P("`benchmarks/scale.py`: a Redis server on loopback started for the run; the "
-          "guard's added latency, revocation propagation across processes, and "
-          "throughput with 4 worker processes.\n")
-        P(sc.stdout.strip() if sc.returncode == 0 else f"_failed: {sc.stderr[-500:]}_")
-        P("")
+        section("## 10. Scale: guarded calls and revocations through Redis",
+                "`benchmarks/scale.py`: a Redis server on loopback started for the run; the "
+                "guard's added latency, revocation propagation across processes, and "
+                "throughput with 4 worker processes.",
+                "scale.py", "--calls", "2000" if args.quick else "20000",
+                "--revocations", "200" if args.quick else "1000",
+                "--seconds", "2" if args.quick else "5")
 
     # ----------------------------------------------------------------- targets
     P("## Targets\n")
