@@ -618,36 +618,37 @@ class ToolGuard:
         except Exception as exc:  # an audit sink must not turn an allow into a crash
             log.error("agentauthz guard: audit sink failed: %s", exc)
 
-    def finish(self, call: GuardedCall, result: Any) -> Any:
-        """Filter an allowed call's result for the principal, and audit the call."""
+    def _filtered(self, call: GuardedCall, result: Any
+                  ) -> tuple[Any, list[str], frozenset[str]]:
+        """The result as the principal may see it, what was withheld, and new labels read."""
         withheld: list[str] = []
         spec = call.spec
-        if spec is not None and spec.result is not None:
-            read: set[str] = set()
-            result = self._filter(call, spec.result, result, withheld, read)
-            labels = self._new_labels(call, read)
-            if labels and call.step is not None:
-                try:
-                    call.step = self.ledgers.add_labels(_ledger_key(call), call.step, labels)
-                except Exception as exc:  # deny on doubt: unrecorded labels would escape the rules
-                    result = _unlabelled(call, exc, withheld)
+        if spec is None or spec.result is None:
+            return result, withheld, frozenset()
+        read: set[str] = set()
+        result = self._filter(call, spec.result, result, withheld, read)
+        labels = self._new_labels(call, read) if call.step is not None else frozenset()
+        return result, withheld, labels
+
+    def finish(self, call: GuardedCall, result: Any) -> Any:
+        """Filter an allowed call's result for the principal, and audit the call."""
+        result, withheld, labels = self._filtered(call, result)
+        if labels and call.step is not None:
+            try:
+                call.step = self.ledgers.add_labels(_ledger_key(call), call.step, labels)
+            except Exception as exc:  # deny on doubt: unrecorded labels would escape the rules
+                result = _unlabelled(call, exc, withheld)
         self._audit(call, tuple(withheld))
         return result
 
     async def afinish(self, call: GuardedCall, result: Any) -> Any:
         """:meth:`finish` for asyncio (a shared ledger store is written without blocking)."""
-        withheld: list[str] = []
-        spec = call.spec
-        if spec is not None and spec.result is not None:
-            read: set[str] = set()
-            result = self._filter(call, spec.result, result, withheld, read)
-            labels = self._new_labels(call, read)
-            if labels and call.step is not None:
-                try:
-                    call.step = await self.ledgers.aadd_labels(_ledger_key(call), call.step,
-                                                               labels)
-                except Exception as exc:  # deny on doubt, as in finish
-                    result = _unlabelled(call, exc, withheld)
+        result, withheld, labels = self._filtered(call, result)
+        if labels and call.step is not None:
+            try:
+                call.step = await self.ledgers.aadd_labels(_ledger_key(call), call.step, labels)
+            except Exception as exc:  # deny on doubt, as in finish
+                result = _unlabelled(call, exc, withheld)
         self._audit(call, tuple(withheld))
         return result
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from agentauthz.errors import InvalidInputError
 
-__all__ = ["MemoryRevocationStore", "Revocation", "RevocationKind", "RevocationStore"]
+__all__ = ["MemoryRevocationStore", "Revocation", "RevocationKind", "RevocationStore", "first_revoked"]
 
 RevocationKind = Literal["agent", "task", "credential"]
 _KINDS: frozenset[str] = frozenset(("agent", "task", "credential"))
@@ -98,14 +98,7 @@ class MemoryRevocationStore:
             self._entries = fresh
 
     def revoked(self, kind: RevocationKind, ids: Iterable[str]) -> Revocation | None:
-        entries = self._entries.get(kind)
-        if not entries:
-            return None
-        for id in ids:
-            entry = entries.get(id)
-            if entry is not None:
-                return entry
-        return None
+        return first_revoked(self._entries, kind, ids)
 
     def list(self, kind: RevocationKind | None = None) -> list[Revocation]:
         with self._lock:
@@ -119,3 +112,16 @@ class MemoryRevocationStore:
         for entries in self._entries.values():
             for id in [i for i, e in entries.items() if e.until is not None and e.until < now]:
                 del entries[id]
+
+
+def first_revoked(entries: Mapping[str, Mapping[str, Revocation]], kind: str,
+                  ids: Iterable[str]) -> Revocation | None:
+    """The first of ``ids`` that ``entries`` (kind -> id -> revocation) holds as ``kind``."""
+    by_id = entries.get(kind)
+    if not by_id:
+        return None
+    for id in ids:
+        entry = by_id.get(id)
+        if entry is not None:
+            return entry
+    return None

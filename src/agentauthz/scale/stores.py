@@ -38,7 +38,12 @@ from redis.exceptions import RedisError
 from agentauthz.agents.approvals import ApprovalRequest, Approvals, approval_life
 from agentauthz.agents.breakglass import BreakGlass, BreakGlassGrant
 from agentauthz.agents.chains import MAX_STEPS, Decide, Step, Summary
-from agentauthz.agents.revocation import MemoryRevocationStore, Revocation, RevocationKind
+from agentauthz.agents.revocation import (
+    MemoryRevocationStore,
+    Revocation,
+    RevocationKind,
+    first_revoked,
+)
 from agentauthz.errors import InvalidInputError, StateStoreUnavailable
 from agentauthz.model import Reason, parse_entity_key
 from agentauthz.scale import codec
@@ -83,14 +88,7 @@ class RedisRevocationStore(MemoryRevocationStore):
                 return Revocation(kind, id, "the shared revocation store cannot be vouched for "
                                   "(state_store_unavailable)", self._clock())
             return None
-        entries = self._entries.get(kind)
-        if not entries:
-            return None
-        for id in ids:
-            entry = entries.get(id)
-            if entry is not None:
-                return entry
-        return None
+        return first_revoked(self._entries, kind, ids)
 
 
 # ------------------------------------------------------------------- ledgers
